@@ -1,0 +1,228 @@
+"""The mail-event store.
+
+Shaped for the two questions asked at scale: "one sender over 31 days" (the report:
+Event by sender and time) and "every sender of one day" (the nightly alert and
+mailstats: DailyCounter by day). Counters are kept in step with events in the same
+transaction (smtplog.store), so summaries never scan events.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import F
+from django.utils.translation import gettext_lazy as _
+
+NULL_SENDER = "<>"
+
+
+def normalize_address(address: str) -> str:
+    """An envelope address as stored: trimmed, without angle brackets, lower-case.
+
+    The null sender stays "<>" (it belongs to nobody and is never counted).
+    """
+    address = address.strip()
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1].strip()
+    if not address:
+        return NULL_SENDER
+    return address.lower()
+
+
+class Status(models.TextChoices):
+    SENT = "sent", _("sent")
+    BOUNCED = "bounced", _("bounced")
+    DEFERRED = "deferred", _("deferred")
+    EXPIRED = "expired", _("expired")
+    AUTH_RCV = "auth_rcv", _("auth_rcv")
+    AUTH_BLK = "auth_blk", _("auth_blk")
+
+
+# Report column order (Sum first, then the six counted statuses).
+COUNTER_FIELDS = ("auth_blk", "auth_rcv", "bounced", "deferred", "expired", "sent")
+
+
+class Message(models.Model):
+    """One life of a queue ID on one relay: from its first line to `removed`.
+
+    Queue IDs are recycled, so the key is (relay, queue ID, first seen). The row also
+    holds the in-flight correlation state an ingester needs after a restart.
+    """
+
+    relay = models.CharField(_("relay"), max_length=255)
+    queue_id = models.CharField(_("queue ID"), max_length=32)
+    first_seen = models.DateTimeField(_("first seen"))
+    sender = models.CharField(_("sender"), max_length=320, blank=True,
+                              help_text=_("Empty until qmgr logs from=<...>."))
+    client_name = models.CharField(_("client name"), max_length=255, blank=True)
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
+    sasl_method = models.CharField(_("SASL method"), max_length=32, blank=True)
+    sasl_username = models.CharField(_("SASL user"), max_length=320, blank=True)
+    size = models.BigIntegerField(_("size"), null=True, blank=True)
+    nrcpt = models.IntegerField(_("recipients"), null=True, blank=True)
+    message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
+    origin = models.ForeignKey(
+        "self", models.SET_NULL, null=True, blank=True, related_name="requeued",
+        verbose_name=_("before the content filter"),
+        help_text=_("The message this one was re-queued from by the content filter."),
+    )
+    auth_counted = models.BooleanField(default=False, editable=False)
+    expired_at = models.DateTimeField(_("expired"), null=True, blank=True)
+    removed_at = models.DateTimeField(_("removed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
+        constraints = [
+            models.UniqueConstraint(fields=["relay", "queue_id", "first_seen"],
+                                    name="message_relay_queue_id_first_seen"),
+        ]
+        indexes = [
+            models.Index(fields=["queue_id"], name="message_queue_id"),
+            models.Index(fields=["sender", "first_seen"], name="message_sender_first_seen"),
+            models.Index(fields=["first_seen"], name="message_first_seen"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue_id}@{self.relay}"
+
+
+class EventQuerySet(models.QuerySet):
+    def for_sender(self, address: str) -> EventQuerySet:
+        return self.filter(sender=normalize_address(address))
+
+    def between(self, first_day, last_day) -> EventQuerySet:
+        """Events of local days first_day..last_day, both included."""
+        return self.filter(day__gte=first_day, day__lte=last_day)
+
+    def counted(self) -> EventQuerySet:
+        return self.exclude(sender__in=("", NULL_SENDER))
+
+
+class Event(models.Model):
+    """One counted event: a status line, an accepted SASL submission, a refusal."""
+
+    time = models.DateTimeField(_("time"))
+    day = models.DateField(_("day"), help_text=_("Local day of the time, in TIME_ZONE."))
+    sender = models.CharField(
+        _("sender"), max_length=320, blank=True,
+        help_text=_("Empty while the sender is not known yet; such events are not counted."),
+    )
+    status = models.CharField(_("status"), max_length=8, choices=Status.choices)
+    message = models.ForeignKey(Message, models.SET_NULL, null=True, blank=True,
+                                related_name="events", verbose_name=_("message"))
+    relay = models.CharField(_("relay"), max_length=255)
+    queue_id = models.CharField(_("queue ID"), max_length=32, blank=True)
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
+    sasl_username = models.CharField(_("SASL user"), max_length=320, blank=True)
+    recipient = models.CharField(_("recipient"), max_length=320, blank=True)
+    next_hop = models.CharField(_("next hop"), max_length=255, blank=True)
+    dsn = models.CharField(_("DSN"), max_length=16, blank=True)
+    delay = models.FloatField(_("delay (s)"), null=True, blank=True)
+    response = models.TextField(_("response"), blank=True)
+
+    objects = EventQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+        indexes = [
+            # The report: one sender's events over a range of days, in time order.
+            models.Index(fields=["sender", "time"], name="event_sender_time"),
+            # Alerts and purge: one day's events, by sender.
+            models.Index(fields=["day", "sender"], name="event_day_sender"),
+            models.Index(fields=["queue_id"], name="event_queue_id"),
+            models.Index(fields=["recipient"], name="event_recipient"),
+            # Unattributed events waiting for their sender or login to become known.
+            models.Index(fields=["sasl_username"], name="event_pending_login",
+                         condition=models.Q(sender="")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.time:%Y-%m-%d %H:%M:%S} {self.status} {self.sender}"
+
+
+class DailyCounterQuerySet(models.QuerySet):
+    def for_sender(self, address: str) -> DailyCounterQuerySet:
+        return self.filter(sender=normalize_address(address))
+
+
+class DailyCounter(models.Model):
+    """The report's seven columns for one sender and local day."""
+
+    sender = models.CharField(_("sender"), max_length=320)
+    day = models.DateField(_("day"))
+    auth_blk = models.IntegerField(_("Auth_blk"), default=0)
+    auth_rcv = models.IntegerField(_("Auth_rcv"), default=0)
+    bounced = models.IntegerField(_("Bounced"), default=0)
+    deferred = models.IntegerField(_("Deferred"), default=0)
+    expired = models.IntegerField(_("Expired"), default=0)
+    sent = models.IntegerField(_("Sent"), default=0)
+    total = models.GeneratedField(
+        expression=F("auth_blk") + F("auth_rcv") + F("bounced") + F("deferred")
+        + F("expired") + F("sent"),
+        output_field=models.IntegerField(),
+        db_persist=True,
+        verbose_name=_("Sum"),
+    )
+
+    objects = DailyCounterQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("daily counter")
+        verbose_name_plural = _("daily counters")
+        constraints = [
+            models.UniqueConstraint(fields=["sender", "day"], name="dailycounter_sender_day"),
+        ]
+        indexes = [models.Index(fields=["day", "total"], name="dailycounter_day_total")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.sender}"
+
+
+class LoginAlias(models.Model):
+    """A bare SASL login seen authenticating as an envelope sender.
+
+    SASL failures under a bare login are attributed to the sender it authenticates as,
+    also for failures logged before its first success.
+    """
+
+    login = models.CharField(_("login"), max_length=320, unique=True)
+    sender = models.CharField(_("sender"), max_length=320)
+    last_seen = models.DateTimeField(_("last seen"))
+
+    class Meta:
+        verbose_name = _("SASL login")
+        verbose_name_plural = _("SASL logins")
+
+    def __str__(self) -> str:
+        return f"{self.login} → {self.sender}"
+
+
+class LogFile(models.Model):
+    """An ingested log file, known by a fingerprint of its start, not by its name.
+
+    `position` counts bytes of the decompressed stream consumed so far; it is committed
+    in the same transaction as the rows those bytes produced.
+    """
+
+    fingerprint = models.CharField(_("fingerprint"), max_length=64, unique=True)
+    path = models.CharField(_("last path"), max_length=1024)
+    position = models.BigIntegerField(_("position"), default=0)
+    lines = models.BigIntegerField(_("lines read"), default=0)
+    year_anchor = models.IntegerField(
+        _("year"), null=True, blank=True,
+        help_text=_("Year of the last classic (year-less) timestamp read from this file."),
+    )
+    last_month = models.IntegerField(null=True, blank=True, editable=False)
+    size = models.BigIntegerField(_("size seen"), default=0)
+    first_seen = models.DateTimeField(_("first seen"), auto_now_add=True)
+    updated = models.DateTimeField(_("updated"), auto_now=True)
+    last_line_time = models.DateTimeField(_("last line time"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+
+    class Meta:
+        verbose_name = _("log file")
+        verbose_name_plural = _("log files")
+
+    def __str__(self) -> str:
+        return self.path

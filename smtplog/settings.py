@@ -1,0 +1,255 @@
+"""Settings of the SMTP log query service.
+
+Every value comes from an environment variable with a default that runs, so one
+can check out the code, run `scripts/run`, and it works: SQLite under var/,
+Celery tasks run eagerly in-process, outgoing mail written as .eml files under
+var/mail/. Production sets DATABASE_URL, CELERY_BROKER_URL, EMAIL_* and the
+deployment switches documented in the README. A bad value stops start-up with
+ImproperlyConfigured naming the variable.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+from smtplog.conf import (
+    env_bool,
+    env_domains,
+    env_email,
+    env_hour_minute,
+    env_int,
+    env_list,
+    env_networks,
+    env_str,
+    env_timezone,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("SMTPLOG_VAR_DIR", str(BASE_DIR / "var")))
+
+# Core
+DEBUG = env_bool("DEBUG", True)
+_DEV_SECRET = "dev-only-secret-key-do-not-use-in-production"
+SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET)
+if not DEBUG and (SECRET_KEY == _DEV_SECRET or len(SECRET_KEY) < 50):
+    raise ImproperlyConfigured("SECRET_KEY: set a random value of 50+ characters when DEBUG is off")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "captcha",
+    "smtplog",
+    "queries",
+    "alerts",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files without a separate server
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "smtplog.urls"
+WSGI_APPLICATION = "smtplog.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: SQLite under var/ unless DATABASE_URL names another (postgres://user@host:5432/name).
+try:
+    DATABASES = {
+        "default": dj_database_url.config(
+            env="DATABASE_URL",
+            default=f"sqlite:///{VAR_DIR / 'smtplog.sqlite3'}",
+            conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0),
+        )
+    }
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL: {exc}") from None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web process read while an ingest run writes.
+    DATABASES["default"]["OPTIONS"] = {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 30}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# Internationalization: English and Traditional Chinese; days are local days of TIME_ZONE.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", _("English")), ("zh-hant", _("Traditional Chinese"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env_timezone("TIME_ZONE", "Asia/Taipei")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+
+# HTTPS and deployment: on by default whenever DEBUG is off.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    # Only behind a reverse proxy that sets X-Forwarded-Proto itself.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Celery: with no broker configured, tasks run eagerly in-process (laptop default).
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True  # a task a worker dies in is redelivered; every task is idempotent
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 600, minimum=1)
+CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Give up quickly when the broker is down at submit time, so the user sees the delay page.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
+                                   "interval_max": 0.5, "socket_connect_timeout": 2,
+                                   "socket_timeout": 5}
+CELERY_TIMEZONE = TIME_ZONE
+
+# Email: .eml files under var/mail/ unless EMAIL_BACKEND / EMAIL_HOST say otherwise.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "smtplog.mail.EmlFileBackend",
+)
+EMAIL_FILE_PATH = Path(env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail")))
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS, EMAIL_USE_SSL: set at most one of them")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)  # never hang a worker on a dead server
+DEFAULT_FROM_EMAIL = env_email("DEFAULT_FROM_EMAIL", "smtp-log-query@nthu.edu.tw")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# Campus mail domains and networks
+# Addresses of these domains or any subdomain of them may ask for reports.
+SMTPLOG_CAMPUS_DOMAINS = env_domains("SMTPLOG_CAMPUS_DOMAINS", ["nthu.edu.tw"])
+# Clients allowed to use the form. Loopback is in the default so it works on a laptop.
+SMTPLOG_CAMPUS_NETWORKS = env_networks(
+    "SMTPLOG_CAMPUS_NETWORKS", ["140.114.0.0/16", "127.0.0.0/8", "::1/128"]
+)
+# Reverse proxies in front of the web process that append to X-Forwarded-For (0: none,
+# the TCP peer is the client). Anything a client puts in the header beyond them is ignored.
+SMTPLOG_TRUSTED_PROXY_COUNT = env_int("SMTPLOG_TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10)
+
+# Retention: events, messages, counters, queries and alerts older than this are purged.
+SMTPLOG_RETENTION_DAYS = env_int("SMTPLOG_RETENTION_DAYS", 31, minimum=1, maximum=3660)
+
+# Query form abuse limits
+SMTPLOG_LIMIT_PER_ADDRESS = env_int("SMTPLOG_LIMIT_PER_ADDRESS", 3, minimum=1)  # reports per 24 h
+# Queries per hour from one client IP (IPv6: per /64).
+SMTPLOG_LIMIT_PER_IP = env_int("SMTPLOG_LIMIT_PER_IP", 20, minimum=1)
+SMTPLOG_REPORT_BODY_ROWS = env_int("SMTPLOG_REPORT_BODY_ROWS", 500, minimum=1)
+
+# Alerts
+SMTPLOG_ALERT_SUM_THRESHOLD = env_int("SMTPLOG_ALERT_SUM_THRESHOLD", 250, minimum=1)
+SMTPLOG_ALERT_BOUNCE_THRESHOLD = env_int("SMTPLOG_ALERT_BOUNCE_THRESHOLD", 10, minimum=1)
+SMTPLOG_ALERT_TIME = env_hour_minute("SMTPLOG_ALERT_TIME", "01:00")  # local time of the nightly run
+SMTPLOG_ALERT_CATCHUP_DAYS = env_int("SMTPLOG_ALERT_CATCHUP_DAYS", 7, minimum=1)
+SMTPLOG_CONTACT_EMAIL = env_email("SMTPLOG_CONTACT_EMAIL", "opr@net.nthu.edu.tw")
+if SMTPLOG_ALERT_CATCHUP_DAYS > SMTPLOG_RETENTION_DAYS:
+    raise ImproperlyConfigured(
+        "SMTPLOG_ALERT_CATCHUP_DAYS: must not exceed SMTPLOG_RETENTION_DAYS "
+        f"({SMTPLOG_ALERT_CATCHUP_DAYS} > {SMTPLOG_RETENTION_DAYS})"
+    )
+
+# Ingestion
+# Log files the beat task ingests every minute (globs; rotated and .gz copies included).
+SMTPLOG_MAILLOG_GLOBS = env_list("SMTPLOG_MAILLOG_GLOBS", [str(VAR_DIR / "maillog" / "*")])
+# Next hops of the relays' own content filter: a status=sent to one of them is an internal
+# hand-off ("queued as NEWID"), not a delivery. Hosts or IPs, optionally with :port.
+SMTPLOG_INTERNAL_NEXT_HOPS = env_list(
+    "SMTPLOG_INTERNAL_NEXT_HOPS", ["127.0.0.1", "::1", "localhost"]
+)
+SMTPLOG_INGEST_BATCH_LINES = env_int("SMTPLOG_INGEST_BATCH_LINES", 20000, minimum=100)
+
+# Scheduled work (celery beat); `expires` drops a run the workers could not start in time.
+CELERY_BEAT_SCHEDULE = {
+    "ingest-maillogs": {
+        "task": "smtplog.tasks.ingest_configured_logs",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 55},
+    },
+    "send-daily-alerts": {
+        "task": "alerts.tasks.send_daily_alerts",
+        "schedule": crontab(hour=SMTPLOG_ALERT_TIME[0], minute=SMTPLOG_ALERT_TIME[1]),
+        "options": {"expires": 3 * 3600},
+    },
+    "purge-expired-data": {
+        "task": "alerts.tasks.purge_expired_data",
+        "schedule": crontab(hour=3, minute=30),
+        "options": {"expires": 3 * 3600},
+    },
+    "sweep-pending-queries": {
+        "task": "queries.tasks.sweep_pending_queries",
+        "schedule": timedelta(minutes=5),
+        "options": {"expires": 240},
+    },
+    "cleanup-captchas": {
+        "task": "queries.tasks.cleanup_captchas",
+        "schedule": timedelta(minutes=10),
+        "options": {"expires": 540},
+    },
+}
+
+# Captcha (django-simple-captcha)
+CAPTCHA_LENGTH = 6
+CAPTCHA_TIMEOUT = 10  # minutes a challenge stays valid
+CAPTCHA_CHALLENGE_FUNCT = "captcha.helpers.random_char_challenge"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

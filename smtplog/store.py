@@ -1,0 +1,100 @@
+"""Writes to the event store that keep DailyCounter in step with Event.
+
+Every function here must run inside the caller's transaction, so events and the
+counter increments they cause commit (or roll back) together.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from django.db import connection, transaction
+from django.db.models import Count
+
+from smtplog.models import COUNTER_FIELDS, NULL_SENDER, DailyCounter, Event
+
+# (sender, day, status) -> how many events
+Delta = Counter
+
+
+def counter_delta(events: Iterable[Event]) -> Delta:
+    delta: Delta = Counter()
+    for event in events:
+        if event.sender and event.sender != NULL_SENDER:
+            delta[(event.sender, event.day, event.status)] += 1
+    return delta
+
+
+def apply_delta(delta: Delta) -> None:
+    """Add (or with negative numbers, subtract) to the daily counters: one upsert per sender-day."""
+    rows: dict[tuple, dict[str, int]] = {}
+    for (sender, day, status), n in delta.items():
+        if n:
+            rows.setdefault((sender, day), dict.fromkeys(COUNTER_FIELDS, 0))[status] += n
+    if not rows:
+        return
+    table = DailyCounter._meta.db_table
+    columns = ", ".join(COUNTER_FIELDS)
+    updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in COUNTER_FIELDS)
+    placeholders = ", ".join(["%s"] * (2 + len(COUNTER_FIELDS)))
+    sql = (
+        f"INSERT INTO {table} (sender, day, {columns}) VALUES ({placeholders}) "
+        f"ON CONFLICT (sender, day) DO UPDATE SET {updates}"
+    )
+    params = [
+        (sender, day, *(counts[c] for c in COUNTER_FIELDS))
+        for (sender, day), counts in sorted(rows.items())  # sorted: a stable lock order
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+def add_events(events: list[Event], batch_size: int = 5000) -> list[Event]:
+    """Insert events and count the attributed ones."""
+    created = Event.objects.bulk_create(events, batch_size=batch_size)
+    apply_delta(counter_delta(events))
+    return created
+
+
+def delete_events(queryset) -> int:
+    """Delete events and take them off the counters."""
+    with transaction.atomic():
+        rows = (
+            queryset.counted().values_list("sender", "day", "status").annotate(n=Count("id"))
+            .order_by()
+        )
+        delta: Delta = Counter({(s, d, st): -n for s, d, st, n in rows})
+        deleted, _ = queryset.delete()
+        apply_delta(delta)
+    return deleted
+
+
+def attribute_events(queryset, sender: str) -> int:
+    """Give unattributed events their sender, now that it is known, and count them."""
+    with transaction.atomic():
+        pending = list(queryset.filter(sender="").values_list("id", "day", "status"))
+        if not pending:
+            return 0
+        Event.objects.filter(id__in=[p[0] for p in pending]).update(sender=sender)
+        apply_delta(Counter((sender, day, status) for _, day, status in pending))
+    return len(pending)
+
+
+def recount(day=None) -> Delta:
+    """The counters as a recount of events would give them (all days, or one)."""
+    events = Event.objects.counted()
+    if day is not None:
+        events = events.filter(day=day)
+    rows = events.values_list("sender", "day", "status").annotate(n=Count("id")).order_by()
+    return Counter({(s, d, st): n for s, d, st, n in rows})
+
+
+def stored_counts(day=None) -> Delta:
+    counters = DailyCounter.objects.all() if day is None else DailyCounter.objects.filter(day=day)
+    result: Delta = Counter()
+    for row in counters.values("sender", "day", *COUNTER_FIELDS):
+        for field in COUNTER_FIELDS:
+            if row[field]:
+                result[(row["sender"], row["day"], field)] = row[field]
+    return result
