@@ -98,3 +98,14 @@ def stored_counts(day=None) -> Delta:
             if row[field]:
                 result[(row["sender"], row["day"], field)] = row[field]
     return result
+
+
+def rebuild_counters(day) -> int:
+    """Replace one day's counters by a recount of its events; returns the rows written."""
+    from smtplog.models import DailyCounter
+
+    with transaction.atomic():
+        DailyCounter.objects.filter(day=day).delete()
+        delta = recount(day)
+        apply_delta(delta)
+    return len({(sender, d) for sender, d, _ in delta})
