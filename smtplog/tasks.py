@@ -17,3 +17,17 @@ def recount_counters(day: str) -> str:
     with transaction.atomic():
         fixed = store.rebuild_counters(the_day)
     return f"{day}: {fixed} counters rebuilt"
+
+
+@shared_task(soft_time_limit=50, time_limit=58)
+def ingest_configured_logs() -> str:
+    """Every minute: read what is new in SMTPLOG_MAILLOG_GLOBS. Skips if an ingester runs."""
+    from django.conf import settings
+
+    from smtplog.ingest.run import IngestBusy, ingest
+
+    try:
+        summary = ingest(settings.SMTPLOG_MAILLOG_GLOBS, wait=False)
+    except IngestBusy:
+        return "busy: another ingester is running"
+    return f"{summary.lines} lines, {summary.events} events, {len(summary.errors)} errors"

@@ -1,0 +1,1 @@
+"""Ingestion of Postfix logs: correlation (pure Python) and persistence (Django)."""

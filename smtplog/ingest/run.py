@@ -1,0 +1,162 @@
+"""One ingestion run over a set of log files: the function the command and the task call."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import logging
+import time
+import zoneinfo
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from smtplog.ingest import files, persist
+from smtplog.models import LogFile
+from smtplog.postfix.parser import LineParser
+
+log = logging.getLogger(__name__)
+
+
+class IngestBusy(Exception):
+    """Another ingester holds the lock."""
+
+
+@dataclass
+class Summary:
+    files: int = 0
+    lines: int = 0
+    parsed: int = 0
+    events: int = 0
+    messages: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def lines_per_second(self) -> float:
+        return self.lines / self.seconds if self.seconds else 0.0
+
+    def add(self, other: Summary) -> None:
+        for name in ("files", "lines", "parsed", "events", "messages", "seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.skipped.update(other.skipped)
+        self.errors.extend(other.errors)
+
+
+@contextlib.contextmanager
+def ingest_lock(wait: bool = True):
+    """One ingester at a time, across processes and hosts.
+
+    The correlation state (in-flight messages) spans files, rotations and relays, so a
+    lock per file is not enough: two ingesters reading two files of one relay would each
+    hold a stale copy of that relay's in-flight messages. PostgreSQL: a session advisory
+    lock; SQLite (one host): an flock next to the database.
+    """
+    if connection.vendor == "postgresql":
+        key = int.from_bytes(hashlib.sha256(b"smtplog-ingest").digest()[:8], "big", signed=True)
+        with connection.cursor() as cursor:
+            fn = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
+            cursor.execute(f"SELECT {fn}(%s)", [key])
+            if not wait and not cursor.fetchone()[0]:
+                raise IngestBusy
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+        return
+    path = Path(settings.VAR_DIR) / "ingest.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise IngestBusy from None
+        yield
+
+
+def ingest(patterns: list[str], progress: Callable[[int], None] | None = None,
+           wait: bool = True) -> Summary:
+    """Ingest every complete new line of the files, oldest rotation first."""
+    started = time.monotonic()
+    summary = Summary()
+    tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    with ingest_lock(wait=wait):
+        correlator = persist.load_correlator(tz, settings.SMTPLOG_INTERNAL_NEXT_HOPS)
+        for path in files.expand(patterns):
+            try:
+                summary.add(_ingest_file(path, correlator, tz, progress))
+            except OSError as exc:
+                summary.errors.append(f"{path}: {exc.strerror or exc}")
+                log.warning("cannot read %s: %s", path, exc)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _ingest_file(path: str, correlator, tz, progress) -> Summary:
+    summary = Summary(files=1)
+    if path == "-":
+        source = files.LogSource("-", "stdin-" + timezone.now().isoformat(), time.time(), False)
+    else:
+        source = files.identify(path)
+        if source is None:
+            return summary  # no complete first line yet
+    logfile, _ = LogFile.objects.get_or_create(
+        fingerprint=source.fingerprint, defaults={"path": path}
+    )
+    if source.compressed and files.gzip_size(path) == logfile.position % 2**32:
+        _note_path(logfile, path)
+        return summary  # an archive read to its end before it was compressed
+    reference = dt.datetime.fromtimestamp(source.mtime, tz)
+    parser = LineParser(tz, reference=reference, year=logfile.year_anchor,
+                        last_month=logfile.last_month)
+    with files.open_stream(path, source.compressed) as stream:
+        batches = files.read_batches(stream, logfile.position,
+                                     settings.SMTPLOG_INGEST_BATCH_LINES)
+        for lines, position in batches:
+            parsed = 0
+            last_time = None
+            for line in lines:
+                rec = parser.parse(line)
+                if rec is not None:
+                    parsed += 1
+                    last_time = rec.time
+                    correlator.feed(rec)
+            with transaction.atomic():
+                events, messages = persist.commit(correlator)
+                _advance(logfile, path, position, len(lines), parser, last_time)
+            summary.lines += len(lines)
+            summary.parsed += parsed
+            summary.events += events
+            summary.messages += messages
+            if progress:
+                progress(len(lines))
+    summary.skipped.update(parser.stats)
+    return summary
+
+
+def _advance(logfile: LogFile, path: str, position: int, lines: int, parser, last_time) -> None:
+    """Move the file's read position, refusing if another writer moved it meanwhile."""
+    updated = LogFile.objects.filter(pk=logfile.pk, position=logfile.position).update(
+        position=position, lines=logfile.lines + lines, path=path,
+        year_anchor=parser.year, last_month=parser.last_month,
+        last_line_time=last_time or logfile.last_line_time, size=position,
+        updated=timezone.now(), last_error="",
+    )
+    if updated != 1:
+        raise IngestBusy(f"{path}: its position moved under us; another ingester is running")
+    logfile.position = position
+    logfile.lines += lines
+
+
+def _note_path(logfile: LogFile, path: str) -> None:
+    if logfile.path != path:
+        LogFile.objects.filter(pk=logfile.pk).update(path=path)
