@@ -1,0 +1,108 @@
+"""Ingestion speed and memory, side by side with pflogsumm on the same files.
+
+    python bench/ingest.py [--lines 1400000] [--keep]
+
+Generates a month of at least --lines lines (smtplog.sample), ingests it from scratch
+into a fresh PostgreSQL database (DATABASE_URL's server, database smtplog_bench) with
+`manage.py ingest_maillog`, runs pflogsumm over the same files, and prints lines/s,
+the ingester's peak RSS and the ratio of our wall time to pflogsumm's.
+Targets (issue 3): ratio <= 1.0, peak RSS <= 250 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def run_measured(cmd: list[str], env: dict | None = None, stdin=None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one child process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{cmd[0]} failed")
+    return wall, usage.ru_maxrss / 1024
+
+
+def pflogsumm_seconds(out: Path) -> float:
+    from smtplog.ingest.files import expand
+
+    total = 0.0
+    for relay in sorted(p for p in out.iterdir() if p.is_dir()):
+        paths = expand([str(relay / "mail.log*")])
+        name = "postfix-out" if "postfix-out/" in (relay / "mail.log").read_text()[:20000] \
+            else "postfix"
+        with tempfile.TemporaryFile() as joined:
+            for path in paths:  # pflogsumm reads plain text: decompress beforehand, untimed
+                opener = gzip.open if path.endswith(".gz") else open
+                with opener(path, "rb") as f:
+                    shutil.copyfileobj(f, joined)
+            joined.seek(0)
+            seconds, _ = run_measured(["pflogsumm", f"--syslog-name={name}"], stdin=joined)
+            total += seconds
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=1_400_000)
+    parser.add_argument("--dir", default=str(REPO / "bench" / "out" / "ingest"))
+    parser.add_argument("--database-url",
+                        default=os.environ.get("BENCH_DATABASE_URL",
+                                               "postgres://postgres@127.0.0.1:5432/smtplog_bench"))
+    args = parser.parse_args()
+
+    from smtplog.sample import generate
+
+    out = Path(args.dir)
+    expected = out / "expected.json"
+    if not expected.exists() or json.loads(expected.read_text())["lines"] < args.lines:
+        shutil.rmtree(out, ignore_errors=True)
+        per_day = 300
+        while True:  # size the month to the line target
+            started = time.perf_counter()
+            data = generate(out, days=31, relays=3, messages_per_day=per_day, seed=5)
+            lines = json.loads(expected.read_text())["lines"]
+            print(f"generated {lines:,} lines in {time.perf_counter() - started:.1f} s")  # noqa: T201
+            if lines >= args.lines:
+                break
+            per_day = int(per_day * args.lines / lines * 1.05) + 1
+            shutil.rmtree(out)
+        del data
+    lines = json.loads(expected.read_text())["lines"]
+
+    base, name = args.database_url.rsplit("/", 1)
+    import psycopg
+
+    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    env = {**os.environ, "DATABASE_URL": args.database_url,
+           "DJANGO_SETTINGS_MODULE": "smtplog.settings", "SMTPLOG_VAR_DIR": str(out / "var")}
+    subprocess.run([sys.executable, str(REPO / "manage.py"), "migrate", "-v0"], env=env,
+                   check=True)
+    ours, rss = run_measured([sys.executable, str(REPO / "manage.py"), "ingest_maillog",
+                              "--no-progress", str(out / "*" / "mail.log*")], env=env)
+    theirs = pflogsumm_seconds(out)
+    print(f"lines                 {lines:,}")  # noqa: T201
+    print(f"ingest wall           {ours:.1f} s  ({lines / ours:,.0f} lines/s)")  # noqa: T201
+    print(f"ingest peak RSS       {rss:.0f} MB  (target <= 250)")  # noqa: T201
+    print(f"pflogsumm wall        {theirs:.1f} s  ({lines / theirs:,.0f} lines/s)")  # noqa: T201
+    print(f"ratio ours/pflogsumm  {ours / theirs:.2f}  (target <= 1.0)")  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
