@@ -1,0 +1,229 @@
+"""Nightly alerts to heavy senders: who gets one, what it says, and sending it exactly once.
+
+The selection reads only DailyCounter (one indexed day), so the pass costs the same
+however many events the day had; only the few senders alerted have their events read,
+and then only in aggregate. Exactly once rests on two things in the database: the
+unique (sender, day) Alert row, inserted before anything is sent, and the claim, a
+conditional UPDATE that exactly one worker can win.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import smtplib
+from collections import Counter
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db.models import Count, F, Q, Value
+from django.db.models.functions import StrIndex, Substr
+from django.utils import timezone
+
+from alerts.models import Alert
+from alerts.retention import cutoff
+from smtplog.emails import make_message
+from smtplog.models import COUNTER_FIELDS, NULL_SENDER, DailyCounter, Event, Status
+
+# The mail is bilingual (we don't know the sender's language): these templates switch
+# language per section; this is the language everything outside them renders in.
+ALERT_LANGUAGE = "zh-hant"
+TOP = 10  # rows in each list of the mail
+# A claim older than the hard task time limit belongs to a worker that was killed, so
+# another may take it over. (A worker dying after the SMTP server accepted the mail but
+# before it recorded "sent" is the one way to get a second mail; SMTP itself has the same
+# window.)
+CLAIM_LEASE = dt.timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+_ADDRESS_RE = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
+
+
+@dataclass
+class Candidate:
+    """A sender-day at or over a threshold, and the counters that put it there."""
+
+    sender: str
+    day: dt.date
+    counts: dict[str, int] = field(repr=False)
+    alert: Alert | None = None  # the row already made for it, if any
+
+    @property
+    def reasons(self) -> list[str]:
+        reasons = []
+        if self.counts["total"] >= settings.SMTPLOG_ALERT_SUM_THRESHOLD:
+            reasons.append(f"Sum {self.counts['total']} >= {settings.SMTPLOG_ALERT_SUM_THRESHOLD}")
+        if self.counts["bounced"] >= settings.SMTPLOG_ALERT_BOUNCE_THRESHOLD:
+            reasons.append(
+                f"Bounced {self.counts['bounced']} >= {settings.SMTPLOG_ALERT_BOUNCE_THRESHOLD}"
+            )
+        return reasons
+
+
+def is_campus_address(address: str) -> bool:
+    """True for local@D where D is a campus domain or a subdomain of one."""
+    local, at, domain = address.rpartition("@")
+    if not (local and at):
+        return False
+    return any(domain == d or domain.endswith("." + d) for d in settings.SMTPLOG_CAMPUS_DOMAINS)
+
+
+def _campus_q() -> Q:
+    # A cheap SQL pre-filter; is_campus_address has the last word.
+    q = Q()
+    for domain in settings.SMTPLOG_CAMPUS_DOMAINS:
+        q |= Q(sender__endswith="@" + domain) | Q(sender__endswith="." + domain)
+    return q
+
+
+def over_threshold(day: dt.date) -> list[Candidate]:
+    """Campus senders whose counters of `day` reach the Sum or the Bounced threshold."""
+    rows = (
+        DailyCounter.objects.filter(day=day)
+        .filter(Q(total__gte=settings.SMTPLOG_ALERT_SUM_THRESHOLD)
+                | Q(bounced__gte=settings.SMTPLOG_ALERT_BOUNCE_THRESHOLD))
+        .filter(_campus_q())
+        .exclude(sender__in=("", NULL_SENDER))
+        .order_by("-total", "sender")
+        .values("sender", "total", *COUNTER_FIELDS)
+    )
+    candidates = [Candidate(r.pop("sender"), day, r) for r in rows]
+    candidates = [c for c in candidates if is_campus_address(c.sender)]
+    alerts = {a.sender: a for a in Alert.objects.filter(day=day,
+                                                       sender__in=[c.sender for c in candidates])}
+    for candidate in candidates:
+        candidate.alert = alerts.get(candidate.sender)
+    return candidates
+
+
+def catch_up_days(now: dt.datetime | None = None) -> list[dt.date]:
+    """The days a nightly pass covers, oldest first: yesterday and the catch-up days before it.
+
+    Days missed while beat or the workers were down are in here; a day already alerted
+    costs one indexed lookup. The day the retention cutoff falls in is partly purged
+    already, so it and older days are left out.
+    """
+    today = timezone.localdate(now)
+    first_incomplete = timezone.localdate(cutoff(now))
+    days = [today - dt.timedelta(days=n)
+            for n in range(settings.SMTPLOG_ALERT_CATCHUP_DAYS, 0, -1)]
+    return [day for day in days if day > first_incomplete]
+
+
+def create_alerts(candidates: list[Candidate], now: dt.datetime | None = None) -> int:
+    """Insert the Alert rows not made yet (a concurrent insert of the same row is a no-op)."""
+    now = now or timezone.now()
+    new = [Alert(sender=c.sender, day=c.day, total=c.counts["total"],
+                 bounced=c.counts["bounced"], created=now)
+           for c in candidates if c.alert is None]
+    Alert.objects.bulk_create(new, ignore_conflicts=True)
+    return len(new)
+
+
+def _claimable(now: dt.datetime) -> Q:
+    return Q(state=Alert.State.PENDING) | Q(state=Alert.State.SENDING,
+                                             claimed_at__lt=now - CLAIM_LEASE)
+
+
+def prepare_alerts(days: list[dt.date], now: dt.datetime | None = None) -> list[int]:
+    """Make the Alert rows of `days` and return the ids of those still to send."""
+    now = now or timezone.now()
+    for day in days:
+        create_alerts(over_threshold(day), now)
+    return list(Alert.objects.filter(_claimable(now), day__in=days)
+                .order_by("day", "id").values_list("id", flat=True))
+
+
+def claim(alert_id: int, now: dt.datetime | None = None) -> bool:
+    """Take the alert for this worker; False when it is sent or another worker holds it.
+
+    A sort of optimistic lock (healthchecks' sendreports): PostgreSQL re-checks the
+    WHERE clause after waiting for a concurrent claimer, so exactly one UPDATE matches.
+    """
+    now = now or timezone.now()
+    return bool(Alert.objects.filter(_claimable(now), id=alert_id).update(
+        state=Alert.State.SENDING, claimed_at=now, attempts=F("attempts") + 1,
+    ))
+
+
+def _permanently_refused(exc: Exception) -> bool:
+    return isinstance(exc, smtplib.SMTPRecipientsRefused) and all(
+        code >= 500 for code, _ in exc.recipients.values()
+    )
+
+
+def deliver(alert_id: int) -> str:
+    """Claim one alert, send its mail, record the outcome; returns what happened.
+
+    A failed send gives the claim back (state pending) and re-raises, so the task can
+    retry a transient error and the next nightly pass finds it otherwise.
+    """
+    if not claim(alert_id):
+        return "not claimed"
+    alert = Alert.objects.get(id=alert_id)
+    try:
+        alert_message(alert).send()
+    except Exception as exc:
+        state = Alert.State.FAILED if _permanently_refused(exc) else Alert.State.PENDING
+        Alert.objects.filter(id=alert_id, state=Alert.State.SENDING).update(
+            state=state, claimed_at=None, last_error=f"{type(exc).__name__}: {exc}"[:2000],
+        )
+        if state == Alert.State.FAILED:
+            return "refused"
+        raise
+    Alert.objects.filter(id=alert_id, state=Alert.State.SENDING).update(
+        state=Alert.State.SENT, sent_at=timezone.now(), last_error="",
+    )
+    return "sent"
+
+
+def run_alerts(days: list[dt.date]) -> Counter:
+    """Prepare and send inline (the management command); failures stay pending for later."""
+    outcomes: Counter = Counter()
+    for alert_id in prepare_alerts(days):
+        try:
+            outcomes[deliver(alert_id)] += 1
+        except (smtplib.SMTPException, OSError):
+            outcomes["failed, will retry"] += 1
+    return outcomes
+
+
+def _top(queryset, column: str) -> list[tuple[str, int]]:
+    return list(queryset.values_list(column).annotate(n=Count("id"))
+                .order_by("-n", column)[:TOP])
+
+
+def _bounce_replies(events) -> list[tuple[str, int]]:
+    # Replies name the recipient; mask addresses so one reason given for many is one row.
+    replies: Counter = Counter()
+    for response, n in (events.filter(status=Status.BOUNCED).values_list("response")
+                        .annotate(n=Count("id")).order_by()):
+        replies[_ADDRESS_RE.sub("<…>", response)[:300]] += n
+    return sorted(replies.items(), key=lambda item: (-item[1], item[0]))[:TOP]
+
+
+def alert_context(sender: str, day: dt.date) -> dict:
+    """Everything the alert mail shows, read now (templates never query)."""
+    counts = (DailyCounter.objects.filter(sender=sender, day=day)
+              .values("total", *COUNTER_FIELDS).first()
+              or dict.fromkeys(("total", *COUNTER_FIELDS), 0))
+    events = Event.objects.filter(day=day, sender=sender)
+    domain = Substr("recipient", StrIndex("recipient", Value("@")) + 1)
+    domains = list(events.exclude(recipient="").annotate(domain=domain)
+                   .values_list("domain").annotate(n=Count("id")).order_by("-n", "domain")[:TOP])
+    return {
+        "sender": sender,
+        "day": day,
+        "counts": counts,
+        "sum_threshold": settings.SMTPLOG_ALERT_SUM_THRESHOLD,
+        "bounce_threshold": settings.SMTPLOG_ALERT_BOUNCE_THRESHOLD,
+        "top_domains": domains,
+        "bounce_replies": _bounce_replies(events),
+        "client_ips": _top(events.exclude(client_ip=None), "client_ip"),
+        "sasl_logins": _top(events.exclude(sasl_username=""), "sasl_username"),
+        "form_url": settings.SITE_URL + "/",
+        "contact": settings.SMTPLOG_CONTACT_EMAIL,
+    }
+
+
+def alert_message(alert: Alert):
+    return make_message("alert", alert.sender, alert_context(alert.sender, alert.day),
+                        ALERT_LANGUAGE, headers={"Reply-To": settings.SMTPLOG_CONTACT_EMAIL})
