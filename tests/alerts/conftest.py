@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,10 @@ from django.utils.translation import trans_real
 from smtplog.models import DailyCounter, Event, Status
 from smtplog.store import add_events
 from tests.conftest import NOW, TZ, make_event
-from tests.services import require_program
 
 YESTERDAY = dt.date(2026, 11, 19)  # the day the nightly pass at NOW alerts
-CATALOGUE = Path(__file__).resolve().parents[2] / "alerts/locale/zh_Hant/LC_MESSAGES/django.po"
+REPO = Path(__file__).resolve().parents[2]
+CATALOGUE = REPO / "alerts/locale/zh_Hant/LC_MESSAGES/django.po"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,8 +26,9 @@ def alerts_catalogue() -> None:
     compiled = CATALOGUE.with_suffix(".mo")
     if compiled.exists() and compiled.stat().st_mtime >= CATALOGUE.stat().st_mtime:
         return
-    subprocess.run([require_program("msgfmt"), "--check", "-o", str(compiled), str(CATALOGUE)],
-                   check=True)
+    # scripts/test compiles every catalogue first; this is for a bare `pytest tests/alerts`.
+    subprocess.run([sys.executable, str(REPO / "scripts/compile_po.py"), str(REPO)], check=True,
+                   stdout=subprocess.DEVNULL)
     trans_real._translations = {}  # forget catalogues loaded before the .mo existed
 
 
