@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+
+
+class QueryQuerySet(models.QuerySet):
+    def counted(self) -> QueryQuerySet:
+        """Queries that count towards the abuse limits: asked through the form, not refused."""
+        return self.filter(by_staff=False).exclude(outcome=Query.Outcome.LIMITED)
+
+    def asked_since(self, since: dt.datetime) -> QueryQuerySet:
+        return self.filter(created__gte=since)
+
+    def claimable(self, now: dt.datetime) -> QueryQuerySet:
+        """Pending queries no worker holds a lease on."""
+        return self.filter(outcome=Query.Outcome.PENDING).filter(
+            models.Q(claimed_until__isnull=True) | models.Q(claimed_until__lt=now)
+        )
 
 
 class Query(models.Model):
@@ -27,6 +44,15 @@ class Query(models.Model):
     attempts = models.IntegerField(_("attempts"), default=0)
     error = models.TextField(_("last error"), blank=True)
     by_staff = models.BooleanField(_("sent by staff"), default=False)
+    # The random token of the form page that asked: a double submit finds the first query.
+    form_token = models.CharField(max_length=32, null=True, blank=True, unique=True,
+                                  editable=False)
+    # A worker sending the report holds the row until then (a conditional UPDATE claims it).
+    claimed_until = models.DateTimeField(_("claimed until"), null=True, blank=True)
+    # When the sweeper last re-enqueued it (its own claim, so two sweepers enqueue once).
+    swept_at = models.DateTimeField(_("re-enqueued at"), null=True, blank=True)
+
+    objects = QueryQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("report query")

@@ -190,6 +190,11 @@ SMTPLOG_LIMIT_PER_ADDRESS = env_int("SMTPLOG_LIMIT_PER_ADDRESS", 3, minimum=1)  
 SMTPLOG_LIMIT_PER_IP = env_int("SMTPLOG_LIMIT_PER_IP", 20, minimum=1)
 SMTPLOG_REPORT_BODY_ROWS = env_int("SMTPLOG_REPORT_BODY_ROWS", 500, minimum=1)
 
+# Query form
+# Seconds before the first retry of a report the SMTP server refused for now (4xx, timeout,
+# connection error); each further retry waits about twice as long, at most 15 minutes.
+SMTPLOG_REPORT_RETRY_BACKOFF = env_int("SMTPLOG_REPORT_RETRY_BACKOFF", 30, minimum=1)
+
 # Alerts
 SMTPLOG_ALERT_SUM_THRESHOLD = env_int("SMTPLOG_ALERT_SUM_THRESHOLD", 250, minimum=1)
 SMTPLOG_ALERT_BOUNCE_THRESHOLD = env_int("SMTPLOG_ALERT_BOUNCE_THRESHOLD", 10, minimum=1)

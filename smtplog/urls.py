@@ -2,14 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 
-from smtplog import views
-
 admin.site.site_header = _("SMTP Log Query System — staff")
 admin.site.site_title = _("SMTP Log Query System")
 admin.site.index_title = _("Outgoing relay mail records")
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", include("queries.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("captcha/", include("captcha.urls")),
     path("admin/", admin.site.urls),

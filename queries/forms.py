@@ -1,0 +1,153 @@
+"""The query form: who may ask about which address, for which days."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+import unicodedata
+
+from captcha.fields import CaptchaField, CaptchaTextInput
+from django import forms
+from django.conf import settings
+from django.utils import timezone
+from django.utils.translation import get_language_info
+from django.utils.translation import gettext_lazy as _
+
+# A plain dot-atom local part: no quotes, no %, !, @ or other source-routing characters.
+LOCAL_PART = re.compile(r"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*")
+LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+DAYS_ASKED = 31  # the default range: the last 31 days, today included
+
+
+def normalize_email(value: str) -> str:
+    """NFKC (full-width letters become ASCII), trimmed, lower-case."""
+    return unicodedata.normalize("NFKC", value).strip().lower()
+
+
+def is_campus_domain(domain: str) -> bool:
+    return any(domain == campus or domain.endswith("." + campus)
+               for campus in settings.SMTPLOG_CAMPUS_DOMAINS)
+
+
+def validate_campus_address(address: str) -> None:
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() for c in address):
+        raise forms.ValidationError(_("Enter a complete email address, such as "
+                                      "username@cs.nthu.edu.tw."), code="invalid")
+    if len(local) > 64 or len(address) > 254 or not LOCAL_PART.fullmatch(local):
+        raise forms.ValidationError(
+            _("Enter a plain address: letters, digits and . _ + - before the @ "
+              "(no quotes, %, ! or spaces)."), code="local_part")
+    labels = domain.split(".")
+    if len(domain) > 253 or not all(LABEL.fullmatch(label) for label in labels):
+        raise forms.ValidationError(_("The part after the @ is not a valid domain name."),
+                                    code="domain")
+    if not is_campus_domain(domain):
+        raise forms.ValidationError(
+            _("This service is only for addresses of the university: %(domains)s "
+              "or one of its subdomains."),
+            code="not_campus", params={"domains": ", ".join(settings.SMTPLOG_CAMPUS_DOMAINS)})
+
+
+def retention_window(today: dt.date | None = None) -> tuple[dt.date, dt.date]:
+    """The first and last local day a query may ask about."""
+    today = today or timezone.localdate()
+    return today - dt.timedelta(days=settings.SMTPLOG_RETENTION_DAYS - 1), today
+
+
+def default_range(today: dt.date | None = None) -> tuple[dt.date, dt.date]:
+    first, last = retention_window(today)
+    return max(first, last - dt.timedelta(days=DAYS_ASKED - 1)), last
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"  # the browser's date picker; the value is always YYYY-MM-DD
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs, format="%Y-%m-%d")
+
+
+class CaptchaInput(CaptchaTextInput):
+    template_name = "queries/captcha_widget.html"  # a localized alt text, sized for phones
+
+
+def language_choices() -> list[tuple[str, str]]:
+    """Each language in its own name: English, 繁體中文."""
+    return [(code, get_language_info(code)["name_local"]) for code, _name in settings.LANGUAGES]
+
+
+class QueryForm(forms.Form):
+    language = forms.ChoiceField(label=_("Language"), choices=language_choices,
+                                 widget=forms.RadioSelect)
+    email = forms.CharField(
+        label=_("Email"), max_length=320, strip=False,
+        help_text=_("Your complete address, e.g. username@cs.nthu.edu.tw. "
+                    "The report is sent to this mailbox, and only to it."),
+        # A text input, not type=email: the server normalizes and explains every refusal
+        # in the page's language, also for addresses a browser would reject on its own.
+        widget=forms.TextInput(attrs={"autocomplete": "email", "spellcheck": "false",
+                                      "autocapitalize": "off", "inputmode": "email"}),
+    )
+    begin = forms.DateField(label=_("Begin"), widget=DateInput, input_formats=["%Y-%m-%d",
+                                                                                 "%Y/%m/%d"])
+    end = forms.DateField(label=_("End"), widget=DateInput, input_formats=["%Y-%m-%d",
+                                                                             "%Y/%m/%d"])
+    captcha = CaptchaField(
+        label=_("Verification code"), widget=CaptchaInput,
+        help_text=_("Type the characters shown in the image."),
+        error_messages={"invalid": _("The verification code was wrong or has expired; "
+                                     "a new one is shown, please type it."),
+                        "required": _("Type the verification code.")},
+    )
+    token = forms.CharField(widget=forms.HiddenInput, required=False, max_length=32)
+
+    @property
+    def retention_days(self) -> int:
+        return settings.SMTPLOG_RETENTION_DAYS
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        first, last = retention_window()
+        for name in ("begin", "end"):
+            self.fields[name].widget.attrs.update(min=first.isoformat(), max=last.isoformat())
+        if not self.is_bound:
+            begin, end = default_range()
+            self.initial.setdefault("begin", begin)
+            self.initial.setdefault("end", end)
+            self.initial["token"] = secrets.token_hex(16)
+
+    def clean_email(self) -> str:
+        address = normalize_email(self.cleaned_data["email"])
+        validate_campus_address(address)
+        return address
+
+    def clean_token(self) -> str:
+        token = self.cleaned_data["token"]
+        return token if re.fullmatch(r"[0-9a-f]{32}", token) else ""
+
+    def _clean_day(self, name: str) -> dt.date:
+        day = self.cleaned_data[name]
+        first, last = retention_window()
+        if not first <= day <= last:
+            raise forms.ValidationError(
+                _("Choose a day from %(first)s to %(last)s: records are kept for "
+                  "%(days)s days."),
+                code="retention", params={"first": first.strftime("%Y/%m/%d"),
+                                          "last": last.strftime("%Y/%m/%d"),
+                                          "days": settings.SMTPLOG_RETENTION_DAYS})
+        return day
+
+    def clean_begin(self) -> dt.date:
+        return self._clean_day("begin")
+
+    def clean_end(self) -> dt.date:
+        return self._clean_day("end")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        begin, end = data.get("begin"), data.get("end")
+        if begin and end and begin > end:
+            self.add_error("end", forms.ValidationError(
+                _("The end date must not be before the begin date."), code="order"))
+        return data

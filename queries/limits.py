@@ -1,0 +1,59 @@
+"""Recording a query and the abuse limits, counted from the recorded queries themselves.
+
+The limits live in the database, not in a cache, so they hold while Redis is down. On
+PostgreSQL a transaction-scoped advisory lock per address and per client network makes
+"count, then insert" atomic, so parallel submits cannot slip past a limit together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from queries.models import Query
+
+ADDRESS_WINDOW = dt.timedelta(hours=24)
+NET_WINDOW = dt.timedelta(hours=1)
+
+
+def _lock(*keys: str) -> None:
+    if connection.vendor != "postgresql":
+        return  # SQLite serializes writers; it is the laptop default, not a deployment
+    with connection.cursor() as cursor:
+        for key in sorted(keys):  # a stable order: no deadlock between two submits
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)",
+                           [0x5175, zlib.crc32(key.encode()) - 2**31])
+
+
+def over_limit(address: str, net: str, now: dt.datetime) -> bool:
+    asked = Query.objects.counted()
+    by_address = asked.filter(address=address).asked_since(now - ADDRESS_WINDOW)
+    by_net = asked.filter(client_net=net).asked_since(now - NET_WINDOW)
+    return (by_address.count() >= settings.SMTPLOG_LIMIT_PER_ADDRESS
+            or by_net.count() >= settings.SMTPLOG_LIMIT_PER_IP)
+
+
+def record_query(*, address: str, begin: dt.date, end: dt.date, client_ip: str, net: str,
+                 language: str, token: str = "") -> Query:
+    """Record a form query: pending, or limited when a limit is reached.
+
+    A second submit of the same form page (same token) returns the first query.
+    Runs in the caller's transaction.
+    """
+    now = timezone.now()
+    _lock(f"address:{address}", f"net:{net}")
+    if token and (first := Query.objects.filter(form_token=token, client_net=net).first()):
+        return first
+    outcome = Query.Outcome.LIMITED if over_limit(address, net, now) else Query.Outcome.PENDING
+    try:
+        with transaction.atomic():
+            return Query.objects.create(
+                address=address, begin=begin, end=end, client_ip=client_ip, client_net=net,
+                language=language, created=now, outcome=outcome, form_token=token or None,
+            )
+    except IntegrityError:  # the same token submitted in parallel: that one won
+        return Query.objects.get(form_token=token)

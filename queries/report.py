@@ -1,0 +1,203 @@
+"""The report: a plain function over the event store, then its renderings.
+
+build_report() reads one sender's daily counters (the summary) and events (the detail),
+nothing else; render_* turn a Report into the email, CSV, JSON or the staff's text.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from queries import explain
+from smtplog.emails import make_message
+from smtplog.models import COUNTER_FIELDS, DailyCounter, Event, normalize_address
+
+DATE = "%Y/%m/%d"
+# What each column means: in the email, and on the help page.
+COLUMN_HELP = [
+    ("Sum", gettext_lazy("the sum of the six columns that follow.")),
+    ("Auth_blk", gettext_lazy("attempts the relay refused: rejected messages, and failed "
+                              "logins (SMTP AUTH) with your address or login.")),
+    ("Auth_rcv", gettext_lazy("messages the relay accepted from you after you logged in "
+                              "(SMTP AUTH).")),
+    ("Bounced", gettext_lazy("recipients the message could not be delivered to; the "
+                             "reply says why.")),
+    ("Deferred", gettext_lazy("delivery attempts that failed for now; the relay retries "
+                              "later, so one recipient can be counted several times.")),
+    ("Expired", gettext_lazy("messages the relay gave up on after retrying for days; they "
+                             "were returned to you.")),
+    ("Sent", gettext_lazy("recipients whose mail server accepted the message.")),
+    (gettext_lazy("Sender IP"), gettext_lazy("the computer the message was sent from (for "
+                                             "webmail, the webmail server).")),
+    (gettext_lazy("SMTP Relay"), gettext_lazy("the campus relay that handled it.")),
+    (gettext_lazy("ID"), gettext_lazy("the relay's queue ID of the message.")),
+    (gettext_lazy("Response Message"), gettext_lazy("the recipient, the server the message "
+                                                    "was handed to, and that server's "
+                                                    "reply (or the reason it was refused).")),
+]
+TIME = "%Y/%m/%d %H:%M:%S"
+
+
+class DayRow(NamedTuple):
+    day: dt.date | None  # None: the Total row
+    total: int
+    counts: tuple[int, ...]  # in COUNTER_FIELDS order
+
+
+class DetailRow(NamedTuple):
+    number: int
+    sender_ip: str
+    relay: str
+    time: dt.datetime  # local time
+    queue_id: str
+    status: str
+    message: str  # recipient, next hop and reply text, or the refusal text
+
+
+@dataclass
+class Report:
+    address: str
+    begin: dt.date
+    end: dt.date
+    client_ip: str
+    language: str
+    days: list[DayRow]
+    total: DayRow
+    rows: list[DetailRow]
+    explanations: list[explain.Explanation] = field(default_factory=list)
+
+    @property
+    def language_name(self) -> str:
+        return translation.get_language_info(self.language)["name_local"]
+
+
+def days_of(begin: dt.date, end: dt.date) -> list[dt.date]:
+    return [begin + dt.timedelta(days=n) for n in range((end - begin).days + 1)]
+
+
+def _message(recipient: str, next_hop: str, response: str) -> str:
+    parts = [recipient, next_hop, f"({response})" if response and recipient else response]
+    return " ".join(part for part in parts if part)
+
+
+def summary(address: str, begin: dt.date, end: dt.date) -> tuple[list[DayRow], DayRow]:
+    found = {
+        row[0]: row[1:]
+        for row in DailyCounter.objects.for_sender(address).filter(day__gte=begin, day__lte=end)
+        .values_list("day", "total", *COUNTER_FIELDS)
+    }
+    zero = (0,) + (0,) * len(COUNTER_FIELDS)
+    days = [DayRow(day, found.get(day, zero)[0], tuple(found.get(day, zero)[1:]))
+            for day in days_of(begin, end)]
+    columns = [sum(day.counts[i] for day in days) for i in range(len(COUNTER_FIELDS))]
+    return days, DayRow(None, sum(columns), tuple(columns))
+
+
+def details(address: str, begin: dt.date, end: dt.date) -> tuple[list[DetailRow], set[str]]:
+    """Every counted event of the sender, oldest first, and the explanation keys met."""
+    events = (
+        Event.objects.for_sender(address).between(begin, end).order_by("time", "id")
+        .values_list("client_ip", "relay", "time", "queue_id", "status", "recipient",
+                     "next_hop", "response", "dsn")
+    )
+    local = timezone.get_current_timezone()
+    rows, keys = [], set()
+    for number, (ip, relay, time, queue_id, status, rcpt, hop, response, dsn) in enumerate(
+        events.iterator(chunk_size=5000), start=1
+    ):
+        rows.append(DetailRow(number, ip or "", relay, time.astimezone(local), queue_id,
+                              status, _message(rcpt, hop, response)))
+        keys.add(explain.key_of(status, dsn, response))
+    keys.discard("")
+    return rows, keys
+
+
+def build_report(address: str, begin: dt.date, end: dt.date, client_ip: str = "",
+                 language: str = settings.LANGUAGE_CODE) -> Report:
+    address = normalize_address(address)
+    days, total = summary(address, begin, end)
+    rows, keys = details(address, begin, end)
+    with translation.override(language):
+        explanations = explain.explain(keys)
+    return Report(address, begin, end, client_ip or "", language, days, total, rows,
+                  explanations)
+
+
+# Renderings
+
+
+def context(report: Report, body_rows: int | None) -> dict:
+    shown = report.rows if body_rows is None else report.rows[:body_rows]
+    return {
+        "report": report,
+        "columns": ["Auth_blk", "Auth_rcv", "Bounced", "Deferred", "Expired", "Sent"],
+        "rows": shown,
+        "hidden_rows": len(report.rows) - len(shown),
+        "column_help": COLUMN_HELP,
+        "site_url": settings.SITE_URL,
+        "contact": settings.SMTPLOG_CONTACT_EMAIL,
+        "date_format": DATE,
+    }
+
+
+def csv_filename(report: Report) -> str:
+    return f"smtp-log-{report.begin:%Y%m%d}-{report.end:%Y%m%d}.csv"
+
+
+def render_csv(report: Report) -> str:
+    """Every detail row; headers in the report's language. UTF-8 with a BOM for Excel."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    with translation.override(report.language):
+        writer.writerow([_("No."), _("Sender IP"), _("SMTP Relay"), _("Time"), _("ID"),
+                         _("Status"), _("Response Message")])
+    for row in report.rows:
+        writer.writerow([row.number, row.sender_ip, row.relay, row.time.strftime(TIME),
+                         row.queue_id, row.status, row.message])
+    return "\ufeff" + out.getvalue()
+
+
+def render_json(report: Report) -> dict:
+    def day(row: DayRow) -> dict:
+        return {"date": row.day.isoformat() if row.day else "total", "sum": row.total,
+                **dict(zip(COUNTER_FIELDS, row.counts, strict=True))}
+
+    return {
+        "header": {"email": report.address, "begin": report.begin.isoformat(),
+                   "end": report.end.isoformat(), "client_ip": report.client_ip,
+                   "language": report.language},
+        "summary": [day(row) for row in report.days] + [day(report.total)],
+        "details": [
+            {"no": r.number, "sender_ip": r.sender_ip, "relay": r.relay,
+             "time": r.time.isoformat(), "queue_id": r.queue_id, "status": r.status,
+             "response": r.message}
+            for r in report.rows
+        ],
+        "explanations": [{"code": e.code, "text": e.text} for e in report.explanations],
+    }
+
+
+def render_text(report: Report) -> str:
+    """The whole report as the email's text part, every detail row included (for staff)."""
+    with translation.override(report.language):
+        return render_to_string("emails/report-body.txt", context(report, None))
+
+
+def report_message(report: Report) -> EmailMultiAlternatives:
+    """The email: to the address the report describes, and only to it."""
+    csv_text = render_csv(report)
+    return make_message(
+        "report", report.address, context(report, settings.SMTPLOG_REPORT_BODY_ROWS),
+        report.language, attachments=[(csv_filename(report), csv_text.encode(), "text/csv")],
+    )

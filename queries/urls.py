@@ -1,0 +1,9 @@
+from django.urls import path
+
+from queries import views
+
+app_name = "queries"
+urlpatterns = [
+    path("", views.query_form, name="form"),
+    path("help/", views.help_page, name="help"),
+]

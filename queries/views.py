@@ -1,0 +1,98 @@
+"""The query form and its answers. Views check, record and enqueue; they never read events."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import translation
+from django.views.decorators.http import require_http_methods
+from kombu.exceptions import KombuError, OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from queries import campus
+from queries.forms import QueryForm
+from queries.limits import record_query
+from queries.models import Query
+from queries.report import COLUMN_HELP
+from queries.tasks import send_report
+
+log = logging.getLogger(__name__)
+
+# What publishing a task raises when the broker cannot be reached.
+BROKER_ERRORS = (OperationalError, KombuError, RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _language(request: HttpRequest) -> str:
+    """The form's language choice on a POST, else the page's (cookie, Accept-Language)."""
+    chosen = request.POST.get("language", "")
+    if request.method == "POST" and chosen in dict(settings.LANGUAGES):
+        return chosen
+    return translation.get_language()
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def query_form(request: HttpRequest) -> HttpResponse:
+    address = campus.client_ip(request)
+    if not campus.is_campus(address):
+        return render(request, "queries/off_campus.html", {"client_ip": address}, status=403)
+    net = campus.client_net(address)
+    language = _language(request)
+    with translation.override(language):
+        if request.method != "POST":
+            form = QueryForm(initial={"language": language})
+            return render(request, "queries/form.html", {"form": form})
+        token = request.POST.get("token", "")
+        if token and (first := Query.objects.filter(form_token=token, client_net=net).first()):
+            return _answer(request, first)  # a double submit: the first one's answer
+        form = QueryForm(request.POST)
+        if not form.is_valid():
+            return render(request, "queries/form.html", {"form": form})
+        response = _submit(request, form.cleaned_data, str(address), net, language)
+    response.set_cookie(settings.LANGUAGE_COOKIE_NAME, language, samesite="Lax",
+                        max_age=365 * 86400)
+    return response
+
+
+def _submit(request: HttpRequest, data: dict, address: str, net: str,
+            language: str) -> HttpResponse:
+    query = None
+    try:
+        with transaction.atomic():
+            query = record_query(address=data["email"], begin=data["begin"], end=data["end"],
+                                 client_ip=address, net=net, language=language,
+                                 token=data["token"])
+            if query.outcome == Query.Outcome.PENDING:
+                send_report.delay_on_commit(query.id)
+    except BROKER_ERRORS as exc:
+        if query is None or query.pk is None:
+            raise
+        log.warning("query %s: broker unavailable, left pending for the sweeper (%s)",
+                    query.id, type(exc).__name__)
+        return render(request, "queries/delayed.html", {"query": query}, status=202)
+    log.info("query %s: %s", query.id, query.outcome)
+    return _answer(request, query)
+
+
+def _answer(request: HttpRequest, query: Query) -> HttpResponse:
+    """The same page whatever the address's records: it never reads them."""
+    if query.outcome == Query.Outcome.LIMITED:
+        return render(request, "queries/limited.html", {"query": query, **_facts()}, status=429)
+    return render(request, "queries/sent.html", {"query": query})
+
+
+def _facts() -> dict:
+    return {
+        "retention_days": settings.SMTPLOG_RETENTION_DAYS,
+        "domains": settings.SMTPLOG_CAMPUS_DOMAINS, "contact": settings.SMTPLOG_CONTACT_EMAIL,
+        "limit_address": settings.SMTPLOG_LIMIT_PER_ADDRESS,
+        "limit_ip": settings.SMTPLOG_LIMIT_PER_IP,
+    }
+
+
+def help_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "queries/help.html", {"column_help": COLUMN_HELP, **_facts()})

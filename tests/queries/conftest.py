@@ -1,0 +1,37 @@
+"""Fixtures of the query form tests: a frozen clock, form data, a heavier sender."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import time_machine
+
+from tests.conftest import NOW
+
+
+@pytest.fixture
+def frozen():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def form_data():
+    """A valid POST of the form (the test captcha answer passes in settings_test)."""
+
+    def make(**fields) -> dict:
+        today = NOW.date()
+        data = {
+            "language": "en",
+            "email": "alice@cs.nthu.edu.tw",
+            "begin": (today - dt.timedelta(days=30)).isoformat(),
+            "end": today.isoformat(),
+            "captcha_0": "testkey",
+            "captcha_1": "PASSED",
+            "token": "",
+        }
+        data.update(fields)
+        return data
+
+    return make
