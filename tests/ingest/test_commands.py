@@ -1,0 +1,79 @@
+"""ingest_maillog, mailstats and the every-minute ingest task."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import zoneinfo
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from smtplog.models import DailyCounter
+from smtplog.tasks import ingest_configured_logs
+from tests.ingest.conftest import write_log
+
+TZ = zoneinfo.ZoneInfo("Asia/Taipei")
+LOG = """
+Jun  3 10:40:57 smtp1 postfix/submission/smtpd[1]: AAAA1: client=pc[140.114.9.9], sasl_method=PLAIN, sasl_username=h@nthu.edu.tw
+Jun  3 10:40:57 smtp1 postfix/qmgr[2]: AAAA1: from=<h@nthu.edu.tw>, size=1, nrcpt=2 (queue active)
+Jun  3 10:40:58 smtp1 postfix/smtp[4]: AAAA1: to=<x@example.com>, relay=mx[192.0.2.1]:25, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 ok)
+Jun  3 10:40:58 smtp1 postfix/smtp[4]: AAAA1: to=<y@example.com>, relay=mx[192.0.2.1]:25, delay=1, delays=0/0/0/1, dsn=5.1.1, status=bounced (550 5.1.1 no such user)
+Jun  3 10:40:58 smtp1 postfix/qmgr[2]: AAAA1: removed
+Jun  3 10:41:00 smtp1 postfix/anvil[9]: statistics: max connection rate 2/60s for (submission:68.183.218.8) at Jun  3 10:40:00
+this is not a syslog line
+"""
+
+
+@pytest.fixture
+def log(logdir):
+    return write_log(logdir / "mail.log", LOG, dt.datetime(2026, 6, 30, tzinfo=TZ))
+
+
+def test_ingest_maillog_prints_a_summary_of_what_it_did(db, log):
+    out = io.StringIO()
+    call_command("ingest_maillog", str(log), "--no-progress", stdout=out)
+    text = out.getvalue()
+    assert "lines read 7" in text
+    assert "events written 3" in text
+    assert "lines/s" in text
+    assert DailyCounter.objects.get(sender="h@nthu.edu.tw").total == 3
+
+
+def test_ingest_maillog_refuses_paths_that_match_nothing(db, tmp_path):
+    with pytest.raises(CommandError, match="no file matches"):
+        call_command("ingest_maillog", str(tmp_path / "nothing*"))
+
+
+def test_mailstats_lists_the_seven_counters_of_a_day_in_three_formats(db, log):
+    call_command("ingest_maillog", str(log), "--no-progress", stdout=io.StringIO())
+    table = io.StringIO()
+    call_command("mailstats", "--day", "2026-06-03", stdout=table)
+    assert "h@nthu.edu.tw" in table.getvalue()
+    assert "Auth_rcv" in table.getvalue()
+    rows = list(csv.reader(io.StringIO(_call("csv"))))
+    assert rows[0] == ["Sender", "Sum", "Auth_blk", "Auth_rcv", "Bounced", "Deferred",
+                       "Expired", "Sent"]
+    assert rows[1] == ["h@nthu.edu.tw", "3", "0", "1", "1", "0", "0", "1"]
+    data = json.loads(_call("json"))
+    assert data == [{"sender": "h@nthu.edu.tw", "sum": 3, "auth_blk": 0, "auth_rcv": 1,
+                     "bounced": 1, "deferred": 0, "expired": 0, "sent": 1}]
+
+
+def _call(fmt: str) -> str:
+    out = io.StringIO()
+    call_command("mailstats", "--day", "2026-06-03", "--format", fmt, stdout=out)
+    return out.getvalue()
+
+
+def test_mailstats_refuses_a_day_that_is_not_a_date(db):
+    with pytest.raises(CommandError, match="not a date"):
+        call_command("mailstats", "--day", "yesterday")
+
+
+def test_the_beat_task_ingests_the_configured_globs(db, log, settings):
+    settings.SMTPLOG_MAILLOG_GLOBS = [str(log.parent / "mail.log*")]
+    assert ingest_configured_logs.delay().get() == "7 lines, 3 events, 0 errors"
+    assert ingest_configured_logs.delay().get() == "0 lines, 0 events, 0 errors"
