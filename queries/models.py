@@ -19,7 +19,7 @@ class QueryQuerySet(models.QuerySet):
     def claimable(self, now: dt.datetime) -> QueryQuerySet:
         """Pending queries no worker holds a lease on."""
         return self.filter(outcome=Query.Outcome.PENDING).filter(
-            models.Q(claimed_until__isnull=True) | models.Q(claimed_until__lt=now)
+            models.Q(claimed_until__isnull=True) | models.Q(claimed_until__lte=now)
         )
 
 

@@ -6,8 +6,17 @@ import datetime as dt
 
 import pytest
 import time_machine
+from django.conf import settings
+from django.utils import translation
 
 from tests.conftest import NOW
+
+
+@pytest.fixture(autouse=True)
+def default_language():
+    """Requests in the test client activate their language; keep it from leaking."""
+    with translation.override(settings.LANGUAGE_CODE):
+        yield
 
 
 @pytest.fixture
