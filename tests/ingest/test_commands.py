@@ -77,3 +77,12 @@ def test_the_beat_task_ingests_the_configured_globs(db, log, settings):
     settings.SMTPLOG_MAILLOG_GLOBS = [str(log.parent / "mail.log*")]
     assert ingest_configured_logs.delay().get() == "7 lines, 3 events, 0 errors"
     assert ingest_configured_logs.delay().get() == "0 lines, 0 events, 0 errors"
+
+
+def test_ingest_maillog_reads_standard_input(db, monkeypatch):
+    data = "\n".join(line.strip() for line in LOG.strip().splitlines()) + "\n"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data.encode())))
+    out = io.StringIO()
+    call_command("ingest_maillog", "-", "--no-progress", stdout=out)
+    assert "events written 3" in out.getvalue()
+    assert DailyCounter.objects.get(sender="h@nthu.edu.tw").sent == 1

@@ -17,7 +17,7 @@ def sample_month(tmp_path):
     from smtplog.sample import generate
 
     out = tmp_path / "maillog"
-    generate(out, days=6, relays=3, messages_per_day=250, seed=7)
+    generate(out, days=4, relays=3, messages_per_day=150, seed=7)
     return out
 
 
@@ -44,9 +44,9 @@ def test_killed_runs_resumed_give_the_database_of_one_clean_run(sample_month, da
     killed = databases()
     rng = random.Random(1)
     kills = 0
-    for _ in range(40):
+    for _ in range(12):
         proc = popen(killed, tmp_path, "ingest_maillog", "--no-progress", glob)
-        time.sleep(rng.uniform(0.3, 2.5))
+        time.sleep(rng.uniform(0.8, 2.0))  # Django starts in about 0.7 s
         if proc.poll() is not None:
             break
         proc.kill()  # SIGKILL: no cleanup, no atexit, mid-transaction
@@ -67,3 +67,36 @@ def test_two_ingesters_at_once_count_nothing_twice(sample_month, databases, tmp_
     assert first.wait(timeout=300) == 0, first.stderr.read()
     assert second.wait(timeout=300) == 0, second.stderr.read()
     assert dump(both, tmp_path) == dump(clean, tmp_path)
+
+
+def test_follow_keeps_reading_as_the_log_grows_and_rotates(databases, tmp_path):
+    from tests.ingest.test_rotation import append, message_lines
+
+    logdir = tmp_path / "follow"
+    logdir.mkdir()
+    log = logdir / "mail.log"
+    append(log, message_lines(3))
+    url = databases()
+    proc = popen(url, tmp_path, "ingest_maillog", "--follow", "--interval", "0.2",
+                 "--no-progress", str(logdir / "mail.log*"))
+    try:
+        assert wait_for_sent(url, tmp_path, 3)
+        append(log, message_lines(2, start=3))
+        assert wait_for_sent(url, tmp_path, 5)
+        log.rename(logdir / "mail.log.1")
+        append(log, message_lines(4, start=5))
+        assert wait_for_sent(url, tmp_path, 9)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def wait_for_sent(url, var_dir, n: int, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sent = sum(1 for e in dump(url, var_dir)["events"] if e[3] == "sent")
+        if sent == n:
+            return True
+        assert sent < n, f"{sent} sent events, more than the {n} written"
+        time.sleep(0.5)
+    return False
