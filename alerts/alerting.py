@@ -113,7 +113,8 @@ def create_alerts(candidates: list[Candidate], now: dt.datetime | None = None) -
     now = now or timezone.now()
     new = [Alert(sender=c.sender, day=c.day, total=c.counts["total"],
                  bounced=c.counts["bounced"], created=now)
-           for c in candidates if c.alert is None]
+           for c in sorted(candidates, key=lambda c: (c.day, c.sender)) if c.alert is None]
+    # Sorted: two passes inserting the same rows take their locks in the same order.
     Alert.objects.bulk_create(new, ignore_conflicts=True)
     return len(new)
 
