@@ -4,15 +4,16 @@ A line is `<timestamp> <host> <syslog_name>/<...>/<daemon>[<pid>]: <message>`
 (POSTFIX-FORMATS.md §1). Work per line is kept small because a month of a campus relay
 is millions of lines, most of them useless here:
 
-1. decode, refuse empty / NUL / over-long lines;
-2. locate the timestamp form by fixed positions, then host and program by str.find;
+1. decode (invalid UTF-8 is replaced, not refused), refuse over-long lines;
+2. locate the timestamp form by fixed positions, then `host program[pid]` by str.find,
+   split once and remembered (a relay has few hosts and programs, a process many lines);
 3. dispatch on the daemon name (the last path element of the program) through a dict,
    so postscreen, dnsblog, anvil, tlsproxy... and non-Postfix programs (amavis,
    dovecot, opendkim...) are dropped before any regex;
 4. each daemon's handler tests literal prefixes (`to=`, `client=`, `from=<`...) before
    running the one module-level regex of that line kind;
 5. only a line that yields a record has its timestamp parsed (which also moves the
-   classic-timestamp year inference).
+   classic-timestamp year inference) and is checked for NUL characters.
 
 Lines that give no record are counted in `LineParser.stats` by reason (SKIP_REASONS).
 `parse` never raises.
@@ -76,10 +77,10 @@ REJECT_ACTIONS = frozenset({
 })
 
 _DELIVERY = re.compile(
-    r"to=(?:<(?P<to>[^>]*)>|(?P<to_bare>[^,<>\s]*)), "
-    r"(?:orig_to=(?:<(?P<orig>[^>]*)>|(?P<orig_bare>[^,<>\s]*)), )?"
-    r"relay=(?P<relay>(?P<relay_host>[^,\s]*)\[(?P<relay_ip>[0-9A-Fa-f.:]+)\]"
-    r"(?::(?P<relay_port>\d{1,5}))?|[^,\s]*), "
+    r"to=(?:<(?P<to>[^>]*)>|(?P<to_bare>[^,]*)), "
+    r"(?:orig_to=(?:<(?P<orig>[^>]*)>|(?P<orig_bare>[^,]*)), )?"
+    r"relay=(?P<relay>(?P<relay_host>[^,\[]*)\[(?P<relay_ip>[^\],]*)\]"
+    r"(?::(?P<relay_port>\d{1,5}))?|[^,]*), "
     r"(?:[a-z_]+=[^,]*, )*?"  # conn_use=N, and whatever a newer Postfix adds
     r"delay=(?P<delay>[^,]*), "
     r"(?:[a-z_]+=[^,]*, )*?"  # delays=a/b/c/d, tls=...
@@ -98,9 +99,9 @@ _SASL_FAILED = re.compile(
     r"SASL (?P<method>[^\s:]+) authentication failed(?::? ?(?P<reason>.*?))?"
     r"(?:, sasl_username=(?P<user>.*))?$"
 )
-_QMGR_FROM = re.compile(r"from=<(?P<sender>.*)>, size=(?P<size>\d{1,18}), "
+_QMGR_FROM = re.compile(r"from=<(?P<sender>.*?)>, size=(?P<size>\d{1,18}), "
                         r"nrcpt=(?P<nrcpt>\d{1,9})")
-_QMGR_EXPIRED = re.compile(r"from=<(?P<sender>.*)>, status=(?P<forced>force-)?expired\b")
+_QMGR_EXPIRED = re.compile(r"from=<(?P<sender>.*?)>, status=(?P<forced>force-)?expired\b")
 _PICKUP = re.compile(r"uid=\d{1,10} from=<(?P<sender>.*)>")
 _BOUNCE = re.compile(r"(?P<who>sender|postmaster) (?P<kind>[a-z][a-z -]*?) notification: "
                      r"(?P<ndn>[0-9A-Za-z]+)")
@@ -170,7 +171,7 @@ class LineParser:
                  last_month: int | None = None):
         self.tz = tz
         self.clock = SyslogClock(tz, reference, year, last_month)
-        self.stats: Counter[str] = Counter()
+        self._skips = dict.fromkeys(SKIP_REASONS, 0)  # behind stats: a dict counts faster
         self.replaced_utf8 = 0
         self._heads: dict[str, tuple[str, str, int | None, Handler] | str] = {}
         delivery = self._delivery
@@ -193,6 +194,11 @@ class LineParser:
             "discard": delivery,
         }
 
+    @property
+    def stats(self) -> Counter[str]:
+        """Lines skipped so far, by reason (a snapshot; reasons never met are left out)."""
+        return Counter({reason: n for reason, n in self._skips.items() if n})
+
     # -- the year inference state a caller persists between runs ----------------------
     @property
     def year(self) -> int | None:
@@ -213,11 +219,11 @@ class LineParser:
     # -- entry points -----------------------------------------------------------------
     def parse(self, line: bytes | str) -> Record | None:
         """The record of one log line (without or with its newline), or None. Never raises."""
-        stats = self.stats
+        skips = self._skips
         try:
             if line.__class__ is bytes:
                 if len(line) > MAX_LINE:
-                    stats[TOO_LONG] += 1
+                    skips[TOO_LONG] += 1
                     return None
                 try:
                     text = line.decode()
@@ -226,7 +232,7 @@ class LineParser:
                     self.replaced_utf8 += 1
             elif line.__class__ is str:
                 if len(line) > MAX_LINE:
-                    stats[TOO_LONG] += 1
+                    skips[TOO_LONG] += 1
                     return None
                 text = line
             else:
@@ -247,7 +253,7 @@ class LineParser:
                 else:
                     stamp_end = -1
                 if stamp_end < 0:
-                    stats[NOT_SYSLOG] += 1
+                    skips[NOT_SYSLOG] += 1
                     return None
             elif text[14:15] == " " and text[5:6] == " " and "A" <= text[:1] <= "Z":
                 form = 3  # a classic day not space-padded: "Mmm d hh:mm:ss"
@@ -259,23 +265,23 @@ class LineParser:
             # hosts and programs, and a process logs many lines.
             colon = text.find(": ", stamp_end + 1, stamp_end + _HEAD_SCAN)
             if colon < 0:
-                stats[NOT_SYSLOG] += 1
+                skips[NOT_SYSLOG] += 1
                 return None
             key = text[stamp_end + 1:colon]
             head = self._heads.get(key)
             if head is None:
                 head = self._head(key)
             if head.__class__ is str:
-                stats[head] += 1
+                skips[head] += 1
                 return None
             host, daemon, pid, handler = head
 
             rec = handler(text[colon + 2:])
             if rec.__class__ is str:
-                stats[rec] += 1
+                skips[rec] += 1
                 return None
             if "\x00" in text:  # only record lines pay for this check
-                stats[NUL] += 1
+                skips[NUL] += 1
                 return None
             if form == 0:
                 time = self.clock.classic(text[:15])
@@ -286,7 +292,7 @@ class LineParser:
             else:
                 time = self.clock.classic(f"{text[:4]} {text[4:14]}")
             if time is None:
-                stats[BAD_TIMESTAMP] += 1
+                skips[BAD_TIMESTAMP] += 1
                 return None
             rec.time = time
             rec.host = host
@@ -294,7 +300,7 @@ class LineParser:
             rec.pid = pid
             return rec
         except Exception:  # a bug here must cost one line, never the ingestion run
-            stats[PARSER_ERROR] += 1
+            skips[PARSER_ERROR] += 1
             return None
 
     def _parse_other(self, line: object) -> Record | None:
@@ -302,21 +308,21 @@ class LineParser:
             return self.parse(bytes(line))
         if isinstance(line, str):
             return self.parse(str.__str__(line))
-        self.stats[NOT_SYSLOG] += 1
+        self._skips[NOT_SYSLOG] += 1
         return None
 
     def _parse_odd(self, text: str) -> Record | None:
         """A line that starts with neither a letter nor a digit."""
         if not text or text.isspace():
-            self.stats[EMPTY] += 1
+            self._skips[EMPTY] += 1
             return None
         if text[0] == "\x00":
             text = text.lstrip("\x00")  # the hole a crash leaves before the next line
             if text:
                 return self.parse(text)
-            self.stats[NUL] += 1
+            self._skips[NUL] += 1
             return None
-        self.stats[NOT_SYSLOG] += 1
+        self._skips[NOT_SYSLOG] += 1
         return None
 
     def _head(self, key: str) -> tuple[str, str, int | None, Handler] | str:
@@ -355,13 +361,13 @@ class LineParser:
             text = message.rstrip("\r\n")
             reason = self._refuse(text)
             if reason:
-                self.stats[reason] += 1
+                self._skips[reason] += 1
                 return None
             daemon = program[program.rfind("/") + 1:]
             handler = self._handlers.get(daemon)
             rec = handler(text) if handler is not None else UNINTERESTING
             if rec.__class__ is str:
-                self.stats[rec] += 1
+                self._skips[rec] += 1
                 return None
             rec.time = time
             rec.host = host
@@ -369,7 +375,7 @@ class LineParser:
             rec.pid = pid
             return rec
         except Exception:
-            self.stats[PARSER_ERROR] += 1
+            self._skips[PARSER_ERROR] += 1
             return None
 
     @staticmethod
@@ -517,9 +523,10 @@ def _delivery(msg: str, p: int, qid: str) -> Record | str:
         q = _QUEUED_AS.search(response)
         if q is not None:
             queued_as = q.group(1)
-    if relay_ip is None:
+    if relay_ip is None or "/" in relay_ip:  # none, local, host[/path/of/socket]
         relay_host = relay
         relay_ip = ""
+        relay_port = None
     return Delivery(
         _PENDING, "", "", None, qid,
         to if to is not None else to_bare,
