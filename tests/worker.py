@@ -82,8 +82,11 @@ class Worker:
 
     def send(self, task_name: str, *args, queue: str | None = None, **kwargs) -> str:
         """Enqueue a task by name on this worker's (first) queue; returns the task id."""
-        result = self.client.send_task(task_name, args=args, kwargs=kwargs,
-                                       queue=queue or self.queues[0])
+        # An explicit connection: Celery prefers a CELERY_BROKER_URL environment variable
+        # over the app's own broker setting, and CI sets one for another database.
+        with self.client.connection_for_write(self.broker_url) as conn:
+            result = self.client.send_task(task_name, args=args, kwargs=kwargs,
+                                           queue=queue or self.queues[0], connection=conn)
         return result.id
 
     def log(self) -> str:
