@@ -206,7 +206,7 @@ class LineParser:
 
     @year.setter
     def year(self, value: int | None) -> None:
-        self.clock.year = value
+        self.clock.set_state(value, self.clock.last_month)
 
     @property
     def last_month(self) -> int | None:
@@ -214,7 +214,7 @@ class LineParser:
 
     @last_month.setter
     def last_month(self, value: int | None) -> None:
-        self.clock.last_month = value
+        self.clock.set_state(self.clock.year, value)
 
     # -- entry points -----------------------------------------------------------------
     def parse(self, line: bytes | str) -> Record | None:

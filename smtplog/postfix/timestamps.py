@@ -62,34 +62,39 @@ class SyslogClock:
             reference = reference.astimezone(tz)
         self._ref_year = reference.year
         self._ref_month = reference.month
-        if year is None or not (last_month is None or 1 <= last_month <= 12):
-            year = last_month = None
+        self._hour = reference
+        self.set_state(year, last_month)
+
+    def set_state(self, year: int | None, last_month: int | None) -> None:
+        """Restore the year inference state; without a year, the next line is a first line."""
+        if last_month is not None and not 1 <= last_month <= 12:
+            last_month = None
         self.year: int | None = year
         self.last_month: int | None = last_month
-        self._last_stamp = ""
+        self._last_stamp = ""  # the caches hold years decided under the old state
         self._last_time: datetime | None = None
         self._hour_stamp = ""
-        self._hour = reference
 
     def year_of(self, month: int) -> int:
         """The year of a classic stamp in `month`, updating the inference state."""
         last = self.last_month
+        year = self.year
+        if year is None:  # the first line: anchored on the reference
+            year = self.year = self._ref_year - (month > self._ref_month)
+            self.last_month = month
+            return year
         if last == month:
-            return self.year  # set together with last_month
-        if last is None:
-            year = self.year
-            if year is None:
-                year = self._ref_year - (month > self._ref_month)
-            self.year = year
+            return year
+        if last is None:  # a restored year without its month
             self.last_month = month
             return year
         step = month - last
         if step > 6:
-            return self.year - 1  # a straggler: state unchanged
+            return year - 1  # a straggler: state unchanged
         if step < -6:
-            self.year += 1
+            year = self.year = year + 1
         self.last_month = month
-        return self.year
+        return year
 
     def classic(self, stamp: str) -> datetime | None:
         """`Mmm dd hh:mm:ss` (exactly 15 characters) or None when it is not a valid time."""

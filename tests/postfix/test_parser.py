@@ -761,6 +761,15 @@ def test_restored_state_continues_a_file_into_the_next_year() -> None:
         at(2026, 12, 31, 23, 59, 59), at(2027, 1, 1)]
 
 
+def test_state_set_on_a_running_parser_applies_to_the_next_line() -> None:
+    parser = new_parser(reference=at(2026, 6, 1))
+    assert times(parser, "Dec 31 23:59:59")[0].year == 2025
+    parser.last_month = 12
+    parser.year = 2030
+    assert times(parser, "Dec 31 23:59:59", "Jan  1 00:00:00") == [
+        at(2030, 12, 31, 23, 59, 59), at(2031, 1, 1)]
+
+
 def test_without_reference_or_state_the_year_comes_from_now() -> None:
     with time_machine.travel(at(2026, 3, 5, 12, 0), tick=False):
         parser = LineParser(TZ)
