@@ -97,6 +97,11 @@ def code_of(dsn: str, response: str) -> str:
     return found.group(0) if found else ""
 
 
+def needs_text(status: str, dsn: str) -> bool:
+    """Whether key_of() needs the reply text, or the status and code settle it."""
+    return status == "auth_blk" or not CODE.fullmatch(dsn or "") or dsn.startswith("4.7.")
+
+
 def key_of(status: str, dsn: str, response: str) -> str:
     """The explanation a row needs: a code, a special case, or a basic reply class."""
     text = (response or "").lower()

@@ -56,13 +56,24 @@ class DayRow(NamedTuple):
 
 
 class DetailRow(NamedTuple):
+    """One counted event, as the store holds it; shown in TIME_ZONE by the renderings."""
+
     number: int
-    sender_ip: str
+    sender_ip: str | None
     relay: str
-    time: dt.datetime  # local time
+    time: dt.datetime
     queue_id: str
     status: str
-    message: str  # recipient, next hop and reply text, or the refusal text
+    recipient: str
+    next_hop: str
+    response: str
+    dsn: str
+
+    @property
+    def message(self) -> str:
+        """Recipient, next hop and the reply in parentheses, or the refusal text alone."""
+        response = f"({self.response})" if self.response and self.recipient else self.response
+        return " ".join(part for part in (self.recipient, self.next_hop, response) if part)
 
 
 @dataclass
@@ -86,11 +97,6 @@ def days_of(begin: dt.date, end: dt.date) -> list[dt.date]:
     return [begin + dt.timedelta(days=n) for n in range((end - begin).days + 1)]
 
 
-def _message(recipient: str, next_hop: str, response: str) -> str:
-    parts = [recipient, next_hop, f"({response})" if response and recipient else response]
-    return " ".join(part for part in parts if part)
-
-
 def summary(address: str, begin: dt.date, end: dt.date) -> tuple[list[DayRow], DayRow]:
     found = {
         row[0]: row[1:]
@@ -104,32 +110,36 @@ def summary(address: str, begin: dt.date, end: dt.date) -> tuple[list[DayRow], D
     return days, DayRow(None, sum(columns), tuple(columns))
 
 
-def details(address: str, begin: dt.date, end: dt.date) -> tuple[list[DetailRow], set[str]]:
-    """Every counted event of the sender, oldest first, and the explanation keys met."""
+# The Event fields behind DetailRow's, in its order (its sender_ip is the client IP).
+EVENT_FIELDS = ("client_ip", "relay", "time", "queue_id", "status", "recipient", "next_hop",
+                "response", "dsn")
+
+
+def details(address: str, begin: dt.date, end: dt.date) -> list[DetailRow]:
+    """Every counted event of the sender, oldest first, numbered from 1."""
     events = (
         Event.objects.for_sender(address).between(begin, end).order_by("time", "id")
-        .values_list("client_ip", "relay", "time", "queue_id", "status", "recipient",
-                     "next_hop", "response", "dsn")
+        .values_list(*EVENT_FIELDS)
     )
-    local = timezone.get_current_timezone()
-    rows, keys = [], set()
-    for number, (ip, relay, time, queue_id, status, rcpt, hop, response, dsn) in enumerate(
-        events.iterator(chunk_size=5000), start=1
-    ):
-        rows.append(DetailRow(number, ip or "", relay, time.astimezone(local), queue_id,
-                              status, _message(rcpt, hop, response)))
-        keys.add(explain.key_of(status, dsn, response))
-    keys.discard("")
-    return rows, keys
+    return [DetailRow(number, *values) for number, values in enumerate(events, start=1)]
+
+
+def explanation_keys(rows: list[DetailRow]) -> set[str]:
+    """The explanations the rows need; the reply text matters only where the code can't tell."""
+    signatures = {
+        (row.status, row.dsn, row.response if explain.needs_text(row.status, row.dsn) else "")
+        for row in rows
+    }
+    return {explain.key_of(*signature) for signature in signatures} - {""}
 
 
 def build_report(address: str, begin: dt.date, end: dt.date, client_ip: str = "",
                  language: str = settings.LANGUAGE_CODE) -> Report:
     address = normalize_address(address)
     days, total = summary(address, begin, end)
-    rows, keys = details(address, begin, end)
+    rows = details(address, begin, end)
     with translation.override(language):
-        explanations = explain.explain(keys)
+        explanations = explain.explain(explanation_keys(rows))
     return Report(address, begin, end, client_ip or "", language, days, total, rows,
                   explanations)
 
@@ -163,8 +173,9 @@ def render_csv(report: Report) -> str:
         writer.writerow([_("No."), _("Sender IP"), _("SMTP Relay"), _("Time"), _("ID"),
                          _("Status"), _("Response Message")])
     for row in report.rows:
-        writer.writerow([row.number, row.sender_ip, row.relay, row.time.strftime(TIME),
-                         row.queue_id, row.status, row.message])
+        writer.writerow([row.number, row.sender_ip or "", row.relay,
+                         timezone.localtime(row.time).strftime(TIME), row.queue_id, row.status,
+                         row.message])
     return "\ufeff" + out.getvalue()
 
 
@@ -179,9 +190,9 @@ def render_json(report: Report) -> dict:
                    "language": report.language},
         "summary": [day(row) for row in report.days] + [day(report.total)],
         "details": [
-            {"no": r.number, "sender_ip": r.sender_ip, "relay": r.relay,
-             "time": r.time.isoformat(), "queue_id": r.queue_id, "status": r.status,
-             "response": r.message}
+            {"no": r.number, "sender_ip": r.sender_ip or "", "relay": r.relay,
+             "time": timezone.localtime(r.time).isoformat(), "queue_id": r.queue_id,
+             "status": r.status, "response": r.message}
             for r in report.rows
         ],
         "explanations": [{"code": e.code, "text": e.text} for e in report.explanations],
