@@ -21,6 +21,7 @@ MESSAGE_FIELDS = ("sender", "client_name", "client_ip", "sasl_method", "sasl_use
 EVENT_COLUMNS = ("time", "day", "sender", "status", "message_id", "relay", "queue_id",
                  "client_ip", "sasl_username", "recipient", "next_hop", "dsn", "delay",
                  "response")
+EVENT_TABLE = Event._meta.db_table
 
 
 def load_correlator(tz: dt.tzinfo, internal_hops: list[str]) -> Correlator:
@@ -81,38 +82,97 @@ def commit(correlator: Correlator) -> tuple[int, int]:
 
 
 def _save_messages(messages: list[MessageState]) -> None:
-    """Upsert changed messages; new ones get their primary key (origins first)."""
-    pending = messages
-    for _ in range(3):  # an origin new in this batch needs its pk before its re-queue does
-        later = [m for m in pending if m.origin is not None and m.origin.pk is None]
-        now = [m for m in pending if not (m.origin is not None and m.origin.pk is None)]
-        _upsert(now)
-        if not later:
-            break
-        pending = later
+    """Insert new messages and update changed ones, without the ORM's per-row cost.
+
+    New rows get ids allocated up front, so a re-queued message can point at an origin
+    that is new in the same batch (PostgreSQL checks foreign keys at commit).
+    """
+    new = [m for m in messages if m.pk is None]
+    for state, pk in zip(new, _allocate_ids(len(new)), strict=True):
+        state.pk = pk
+    old = [m for m in messages if m not in new] if new else messages
+    new_rows = [_message_row(m) for m in new]
+    old_rows = [_message_row(m) for m in old]
+    if connection.vendor == "postgresql":
+        _pg_insert_messages(new_rows)
+        _pg_update_messages(old_rows)
+    else:
+        _sql_insert_messages(new_rows)
+        _sql_update_messages(old_rows)
     for m in messages:
         m.dirty = False
 
 
-def _upsert(states: list[MessageState]) -> None:
-    if not states:
+MESSAGE_COLUMNS = ("id", "relay", "queue_id", "first_seen", "sender", "client_name",
+                   "client_ip", "sasl_method", "sasl_username", "size", "nrcpt", "message_id",
+                   "origin_id", "auth_counted", "expired_at", "removed_at")
+MESSAGE_TABLE = Message._meta.db_table
+
+
+def _message_row(m: MessageState) -> tuple:
+    return (m.pk, m.relay, m.queue_id, m.first_seen, m.sender, m.client_name, m.client_ip,
+            m.sasl_method, m.sasl_username, m.size, m.nrcpt, m.message_id,
+            m.origin.pk if m.origin is not None else None, m.auth_counted, m.expired_at,
+            m.removed_at)
+
+
+def _allocate_ids(n: int) -> list[int]:
+    """n fresh primary keys. SQLite: one writer holds the ingest lock, so MAX(id) is safe."""
+    if not n:
+        return []
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"SELECT nextval(pg_get_serial_sequence('{MESSAGE_TABLE}', 'id')) "
+                "FROM generate_series(1, %s)", [n])
+            return [row[0] for row in cursor.fetchall()]
+        cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {MESSAGE_TABLE}")
+        first = cursor.fetchone()[0] + 1
+        return list(range(first, first + n))
+
+
+def _pg_insert_messages(rows: list[tuple]) -> None:
+    if rows:
+        _copy(MESSAGE_TABLE, MESSAGE_COLUMNS, rows)
+
+
+def _pg_update_messages(rows: list[tuple]) -> None:
+    """COPY into a temporary table, then one UPDATE ... FROM it."""
+    if not rows:
         return
-    objs = []
-    for s in states:
-        obj = Message(pk=s.pk, relay=s.relay, queue_id=s.queue_id, first_seen=s.first_seen)
-        for field in MESSAGE_FIELDS:
-            if field == "origin":
-                obj.origin_id = s.origin.pk if s.origin is not None else None
-            else:
-                setattr(obj, field, getattr(s, field))
-        objs.append(obj)
-    # One upsert for new and changed rows alike; it returns the primary keys of new ones.
-    Message.objects.bulk_create(
-        objs, batch_size=2000, update_conflicts=True,
-        unique_fields=["relay", "queue_id", "first_seen"], update_fields=list(MESSAGE_FIELDS),
-    )
-    for s, o in zip(states, objs, strict=True):
-        s.pk = o.pk
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS message_changes "
+                       f"(LIKE {MESSAGE_TABLE} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+    _copy("message_changes", MESSAGE_COLUMNS, rows)
+    sets = ", ".join(f"{c} = t.{c}" for c in MESSAGE_COLUMNS[4:])
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {MESSAGE_TABLE} AS m SET {sets} FROM message_changes AS t "
+                       "WHERE m.id = t.id")
+
+
+def _sql_insert_messages(rows: list[tuple]) -> None:
+    if rows:
+        marks = ", ".join(["%s"] * len(MESSAGE_COLUMNS))
+        with connection.cursor() as cursor:
+            cursor.executemany(f"INSERT INTO {MESSAGE_TABLE} ({', '.join(MESSAGE_COLUMNS)}) "
+                               f"VALUES ({marks})", rows)
+
+
+def _sql_update_messages(rows: list[tuple]) -> None:
+    if rows:
+        sets = ", ".join(f"{c} = %s" for c in MESSAGE_COLUMNS[4:])
+        with connection.cursor() as cursor:
+            cursor.executemany(f"UPDATE {MESSAGE_TABLE} SET {sets} WHERE id = %s",
+                               [(*row[4:], row[0]) for row in rows])
+
+
+def _copy(table: str, columns: tuple[str, ...], rows) -> None:
+    """PostgreSQL COPY: several times faster than INSERT for a batch of rows."""
+    with connection.cursor() as cursor, cursor.cursor.copy(
+        f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    ) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def _resolve_aliases(correlator: Correlator) -> None:
@@ -134,31 +194,14 @@ def _resolve_aliases(correlator: Correlator) -> None:
 def _insert_events(events: list[EventRow]) -> None:
     if not events:
         return
+    rows = [(e.time, e.day, e.sender, e.status,
+             e.message.pk if e.message is not None else None, e.relay, e.queue_id,
+             e.client_ip, e.sasl_username, e.recipient, e.next_hop, e.dsn, e.delay, e.response)
+            for e in events]
     if connection.vendor == "postgresql":
-        _copy_events(events)
+        _copy(EVENT_TABLE, EVENT_COLUMNS, rows)
         return
-    Event.objects.bulk_create(
-        [Event(**{c: _value(e, c) for c in EVENT_COLUMNS}) for e in events], batch_size=2000
-    )
-
-
-def _value(event: EventRow, column: str):
-    if column == "message_id":
-        return event.message.pk if event.message is not None else None
-    return getattr(event, column)
-
-
-def _copy_events(events: list[EventRow]) -> None:
-    """PostgreSQL COPY: several times faster than INSERT for a batch of events."""
-    table = Event._meta.db_table
-    with connection.cursor() as cursor, cursor.cursor.copy(
-        f"COPY {table} ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
-    ) as copy:
-        for e in events:
-            copy.write_row((
-                e.time, e.day, e.sender, e.status,
-                e.message.pk if e.message is not None else None, e.relay, e.queue_id,
-                e.client_ip, e.sasl_username, e.recipient, e.next_hop, e.dsn, e.delay,
-                e.response,
-            ))
-
+    marks = ", ".join(["%s"] * len(EVENT_COLUMNS))
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {EVENT_TABLE} ({', '.join(EVENT_COLUMNS)}) "
+                           f"VALUES ({marks})", rows)
