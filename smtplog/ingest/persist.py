@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 
 from smtplog import store
 from smtplog.ingest.correlate import UNKNOWN, Correlator, EventRow, InternalHops, MessageState
@@ -90,7 +90,23 @@ def _save_messages(messages: list[MessageState]) -> None:
     new = [m for m in messages if m.pk is None]
     for state, pk in zip(new, _allocate_ids(len(new)), strict=True):
         state.pk = pk
-    old = [m for m in messages if m not in new] if new else messages
+    try:
+        with transaction.atomic():  # a savepoint: the rare clash below must not end the batch
+            _write_messages(new, [m for m in messages if m not in new] if new else messages)
+    except IntegrityError:
+        # A "new" message is stored already: the same lines were fed again (standard input
+        # has no fingerprint), or a queue ID came back within the second it was born.
+        # Take the stored row as this message and write again.
+        stored = _stored_ids(new)
+        for m in new:
+            m.pk = stored.get((m.relay, m.queue_id, m.first_seen), m.pk)
+        fresh = [m for m in new if (m.relay, m.queue_id, m.first_seen) not in stored]
+        _write_messages(fresh, [m for m in messages if m not in fresh])
+    for m in messages:
+        m.dirty = False
+
+
+def _write_messages(new: list[MessageState], old: list[MessageState]) -> None:
     new_rows = [_message_row(m) for m in new]
     old_rows = [_message_row(m) for m in old]
     if connection.vendor == "postgresql":
@@ -99,8 +115,13 @@ def _save_messages(messages: list[MessageState]) -> None:
     else:
         _sql_insert_messages(new_rows)
         _sql_update_messages(old_rows)
-    for m in messages:
-        m.dirty = False
+
+
+def _stored_ids(states: list[MessageState]) -> dict[tuple, int]:
+    keys = {(m.relay, m.queue_id) for m in states}
+    stored = Message.objects.filter(queue_id__in={q for _, q in keys}).values_list(
+        "relay", "queue_id", "first_seen", "id")
+    return {(r, q, f): pk for r, q, f, pk in stored if (r, q) in keys}
 
 
 MESSAGE_COLUMNS = ("id", "relay", "queue_id", "first_seen", "sender", "client_name",
@@ -168,7 +189,8 @@ def _sql_update_messages(rows: list[tuple]) -> None:
 
 def _copy(table: str, columns: tuple[str, ...], rows) -> None:
     """PostgreSQL COPY: several times faster than INSERT for a batch of rows."""
-    with connection.cursor() as cursor, cursor.cursor.copy(
+    # The raw psycopg cursor: wrap_database_errors turns its errors into Django's.
+    with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(
         f"COPY {table} ({', '.join(columns)}) FROM STDIN"
     ) as copy:
         for row in rows:

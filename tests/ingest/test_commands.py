@@ -86,3 +86,16 @@ def test_ingest_maillog_reads_standard_input(db, monkeypatch):
     call_command("ingest_maillog", "-", "--no-progress", stdout=out)
     assert "events written 3" in out.getvalue()
     assert DailyCounter.objects.get(sender="h@nthu.edu.tw").sent == 1
+
+
+def test_the_same_lines_fed_twice_on_standard_input_do_not_stop_ingestion(db, monkeypatch):
+    data = "\n".join(line.strip() for line in LOG.strip().splitlines()) + "\n"
+    for _ in range(2):
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data.encode())))
+        call_command("ingest_maillog", "-", "--no-progress", stdout=io.StringIO())
+    # Standard input has no identity: its lines count again (the README says so), but the
+    # message row is shared, not duplicated, and nothing fails.
+    assert DailyCounter.objects.get(sender="h@nthu.edu.tw").sent == 2
+    from smtplog.models import Message
+
+    assert Message.objects.filter(queue_id="AAAA1").count() == 1
