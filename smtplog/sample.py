@@ -40,15 +40,19 @@ import gzip
 import heapq
 import itertools
 import json
+import operator
 import os
 import random
 import shutil
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
+T = TypeVar("T")
 COLUMNS = ("auth_blk", "auth_rcv", "bounced", "deferred", "expired", "sent")
 AUTH_BLK, AUTH_RCV, BOUNCED, DEFERRED, EXPIRED, SENT = range(6)
 PFLOGSUMM = ("received", "delivered", "deferrals", "bounced", "rejected")
@@ -63,6 +67,8 @@ MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 SHORT_ID_INODES = ((0x1855000, 0x1857FFF), (0x3D000, 0x3FFFF), (0x2A4100, 0x2A7FFF))
 LONG_ID_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz"
 FILTER_RELAY = "127.0.0.1[127.0.0.1]:10024"
+_first = operator.itemgetter(0)  # sort key of (time, ...) tuples
+RCPT_COUNTS, RCPT_CUMULATIVE = (1, 2, 3, 4, 5), (60, 80, 90, 96, 100)  # nrcpt of most messages
 WEBMAIL = ("webmail.nthu.edu.tw", "140.114.64.10")
 HOUR_WEIGHTS = (0.25, 0.15, 0.1, 0.1, 0.1, 0.2, 0.4, 0.9, 1.6, 2.3, 2.4, 2.2,
                 1.3, 1.8, 2.3, 2.3, 2.1, 1.6, 1.0, 0.9, 1.0, 1.0, 0.8, 0.5)
@@ -222,6 +228,10 @@ class Rng(random.Random):
     def randint(self, a: int, b: int) -> int:
         return a + int(self.random() * (b - a + 1))
 
+    def pick(self, items: Sequence[T], cumulative: Sequence[float]) -> T:
+        """One item by cumulative weights (rng.choices without its per-call set-up)."""
+        return items[bisect.bisect(cumulative, self.random() * cumulative[-1])]
+
 
 def _check(days: int, relays: int, per_day: int, tz: str, fmt: str, senders: int) -> ZoneInfo:
     if days < 1:
@@ -269,12 +279,20 @@ class Clock:
         return f"{MONTHS[lt.month - 1]} {lt.day:2d} {lt:%H:%M:%S}"
 
     def stamp(self, t: float) -> str:
-        """The timestamp that starts a line; times must come in non-decreasing day order."""
+        """The timestamp that starts a line (``Mmm dd hh:mm:ss``, or RFC 3339 with µs)."""
+        if not self.rfc:
+            sec = int(t)
+            base = self._cache.get(sec)
+            return base if base is not None else self._base(t, sec)
         sec, frac = divmod(int(t * 1_000_000), 1_000_000)
         base = self._cache.get(sec)
         if base is None:
-            base = self._cache[sec] = self._base(t, sec)
-        return f"{base}.{frac:06d}{self._offsets[sec]}" if self.rfc else base
+            base = self._base(t, sec)
+        return f"{base}.{frac:06d}{self._offsets[sec]}"
+
+    def cached(self) -> dict[int, str]:
+        """Timestamps already made, by epoch second (classic ones are whole lines' stamps)."""
+        return self._cache
 
     def _base(self, t: float, sec: int) -> str:
         d = self._day
@@ -288,7 +306,8 @@ class Clock:
             lt = self.local(sec)
             h, m, s = lt.hour, lt.minute, lt.second
             self._offsets[sec] = _offset(lt)
-        return f"{self._prefix}{h:02d}:{m:02d}:{s:02d}"
+        base = self._cache[sec] = f"{self._prefix}{h:02d}:{m:02d}:{s:02d}"
+        return base
 
     def _enter_day(self, d: int) -> None:
         self._day = d
@@ -423,7 +442,9 @@ class Relay:
         return self.pid
 
     def proc(self, name: str) -> str:
-        return self.rng.choice(self.pools[name])
+        """A running process of the given pool, as ``syslog/name[pid]``."""
+        pool = self.pools[name]
+        return pool[int(self.rng.random() * len(pool))]
 
     def new_proc(self, name: str) -> str:
         """A fresh process (a new smtpd for a session, say)."""
@@ -450,7 +471,8 @@ class Relay:
     def _make_qid(self, t: float) -> str:
         usec = int((t % 1) * 1_000_000)
         if not self.long_ids:
-            return f"{usec:05X}{self.rng.randint(*self.inodes):X}"
+            low, high = self.inodes
+            return f"{usec:05X}{low + int(self.rng.random() * (high - low)):X}"
         sec = int(t)
         if sec != self._sec:
             self._sec, self._sec_text = sec, _base(sec, 6, LONG_ID_ALPHABET)
@@ -676,8 +698,13 @@ def _counters(sasl: bool, mails: int, rcpt_ok: int, rcpt_all: int, auth_failed: 
         parts += [("starttls", 1, 1), ("auth", 1, 1 + auth_failed)]
     parts += [("mail", mails, mails), ("rcpt", rcpt_ok, rcpt_all), ("data", mails, mails),
               ("quit", 1, 1)]
-    parts.append(("commands", sum(p[1] for p in parts), sum(p[2] for p in parts)))
-    return " ".join(f"{n}={a}" if a == b else f"{n}={a}/{b}" for n, a, b in parts)
+    ok = total = 0
+    words = []
+    for name, good, tried in parts:
+        ok, total = ok + good, total + tried
+        words.append(f"{name}={good}" if good == tried else f"{name}={good}/{tried}")
+    words.append(f"commands={ok}" if ok == total else f"commands={ok}/{total}")
+    return " ".join(words)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -695,6 +722,7 @@ class _Messages:
                 hostile: bool = False) -> None:
         """One SMTP session of `sender` submitting `n` messages (-1: one bulk message)."""
         rng = self.rng
+        rnd = rng.random
         relay = rng.choice(self.relays)
         add = self.bufs[relay.index].append
         sasl = sender.login is not None
@@ -703,24 +731,24 @@ class _Messages:
         smtpd = relay.new_proc("submission/smtpd" if sasl else "smtpd")
         add((t, f"{smtpd}: connect from {peer}"))
         if sasl:
-            t += rng.uniform(0.02, 0.2)
+            t += 0.02 + 0.18 * rnd()
             add((t, f"{smtpd}: Anonymous TLS connection established from {peer}: "
                     f"{TLS_FROM}"))
         typo = sasl and not hostile and rng.random() < 0.02
         if typo:  # a mistyped password, then the right one
-            t += rng.uniform(1, 6)
+            t += 1 + 5 * rnd()
             self.sasl_failure(t, relay, smtpd, peer, "LOGIN", sender.login)
-        t += rng.uniform(0.1, 1.5)
+        t += 0.1 + 1.4 * rnd()
         helo = name if name != "unknown" else f"[192.168.{rng.randint(0, 5)}.{rng.randint(2, 254)}]"
         ok = tried = 0
         for i in range(max(n, 1)):
             if i:
-                t += rng.uniform(0.5, 20)
+                t += 0.5 + 19.5 * rnd()
             t, accepted, attempted = self.submit(t, relay, smtpd, peer, ip, helo, sender,
                                                  bulk=n < 0, hostile=hostile)
             ok += accepted
             tried += attempted
-        t += rng.uniform(0.01, 0.2)
+        t += 0.01 + 0.19 * rnd()
         counters = _counters(sasl, max(n, 1), ok, tried, int(typo))
         add((t, f"{smtpd}: disconnect from {peer} {counters}"))
 
@@ -728,6 +756,7 @@ class _Messages:
                sender: Sender, bulk: bool, hostile: bool) -> tuple[float, int, int]:
         """One accepted message: client=, cleanup, qmgr, then the content filter."""
         rng = self.rng
+        rnd = rng.random
         add = self.bufs[relay.index].append
         frm = sender.envelope(rng)
         rcpts = self.hostile_recipients() if hostile else self.recipients(sender, bulk)
@@ -747,13 +776,13 @@ class _Messages:
                                        f"<{bad}>: Recipient address rejected: User unknown in "
                                        f"relay recipient table; from=<{frm}> to=<{bad}> "
                                        f"proto=ESMTP helo=<{helo}>", sender.key, AUTH_BLK, REJECTED)
-        t += rng.uniform(0.1, 1.5)
+        t += 0.1 + 1.4 * rnd()
         mid = self.message_id(sender, t)
         add((t, f"{relay.proc('cleanup')}: {qid}: message-id=<{mid}>"))
         if sender.login and rng.random() < 0.9:
             add((t + 0.003, f"opendkim[{1200 + relay.index}]: {qid}: DKIM-Signature "
                             f"field added (s=default, d={sender.domain})"))
-        t += rng.uniform(0.005, 0.05)
+        t += 0.005 + 0.045 * rnd()
         size = min(int(rng.lognormvariate(8.6, 1.1)) + 400, 26_000_000)
         add((t, f"{relay.qmgr}: {qid}: from=<{frm}>, size={size}, "
                 f"nrcpt={len(rcpts)} (queue active)"))
@@ -761,17 +790,18 @@ class _Messages:
         msg.filtering = True
         msg.spam = hostile and rng.random() < 0.2
         msg.client_ip = ip
-        self.filter_hop(msg, t + rng.uniform(0.002, 0.02))
+        self.filter_hop(msg, t + 0.002 + 0.018 * rnd())
         return t, len(rcpts), tried
 
     def filter_hop(self, msg: Msg, t: float) -> None:
         """QID1 goes through amavis and comes back as QID2 ("queued as"), then QID2 is delivered."""
         relay, rng = msg.relay, self.rng
+        rnd = rng.random
         add = self.bufs[relay.index].append
         if relay.filter_down(t):
             self.filter_deferred(msg, t)
             return
-        took = rng.uniform(0.1, 2.5) if msg.nrcpt < 10 else rng.uniform(1.5, 6)
+        took = 0.1 + 2.4 * rnd() if msg.nrcpt < 10 else 1.5 + 4.5 * rnd()
         if msg.spam:
             self.filter_bounced(msg, t, took)
             return
@@ -779,11 +809,11 @@ class _Messages:
         qid2 = relay.new_qid(back)
         reinject = relay.proc("reinject")
         add((back, f"{reinject}: connect from localhost[127.0.0.1]"))
-        tc = back + rng.uniform(0.001, 0.01)
+        tc = back + 0.001 + 0.009 * rnd()
         self.emit(tc, relay, f"{reinject}: {qid2}: client=localhost[127.0.0.1]",
                   pf=relay.reinject_received)
         size2 = msg.size + rng.randint(600, 1600)
-        tq = tc + rng.uniform(0.005, 0.05)
+        tq = tc + 0.005 + 0.045 * rnd()
         add((tq - 0.002, f"{relay.proc('cleanup')}: {qid2}: message-id=<{msg.mid}>"))
         add((tq, f"{relay.qmgr}: {qid2}: from=<{msg.frm}>, size={size2}, "
                  f"nrcpt={msg.nrcpt} (queue active)"))
@@ -798,13 +828,14 @@ class _Messages:
         add((done + 0.001, f"{relay.qmgr}: {msg.qid}: removed"))
         relay.free(msg.qid, done + 0.001)
         queued = Msg(relay, qid2, msg.sender, msg.frm, size2, msg.mid, tc, msg.rcpts)
-        self.attempt(queued, max(tq, done) + rng.uniform(0.01, 0.3))
+        self.attempt(queued, max(tq, done) + 0.01 + 0.29 * rnd())
 
     def hand_off(self, msg: Msg, t: float, qid2: str) -> float:
         """QID1's status=sent lines to the filter: nobody's Sent, but pflogsumm's "delivered"."""
         relay, rng = msg.relay, self.rng
+        rnd = rng.random
         prog = relay.proc("filter")
-        a = rng.uniform(0.01, 0.3)
+        a = 0.01 + 0.29 * rnd()
         timing = _delays(t - msg.arrival, min(a, t - msg.arrival), 0.01, 0)
         for rc in msg.rcpts:
             self.emit(t, relay, f"{prog}: {msg.qid}: to=<{rc.addr}>, relay={FILTER_RELAY}, "
@@ -816,12 +847,13 @@ class _Messages:
 
     def amavis(self, msg: Msg, t: float, verdict: str, qid2: str | None, took: float) -> None:
         relay, rng = msg.relay, self.rng
+        rnd = rng.random
         add = self.bufs[relay.index].append
         pid = rng.choice(relay.amavis)
         bank = "ORIGINATING" if msg.sender and msg.sender.login else "MYNETS"
         rcpts = ",".join(f"<{rc.addr}>" for rc in msg.rcpts)
         queued = f", queued_as: {qid2}" if qid2 else ""
-        hits = f"{rng.uniform(-3, 2):.3f}" if qid2 else f"{rng.uniform(8, 30):.3f}"
+        hits = f"{rng.uniform(-3, 2):.3f}" if qid2 else f"{(8 + 22 * rnd()):.3f}"
         add((t, f"amavis[{pid}]: ({pid:05d}-{next(relay.amavis_seq) % 100:02d}) "
                 f"{verdict}, {bank} LOCAL [{msg.client_ip}]:{rng.randint(30000, 65000)}"
                 f" [{msg.client_ip}] <{msg.frm}> -> {rcpts}, Queue-ID: {msg.qid}, "
@@ -865,17 +897,19 @@ class _Messages:
 
     def retry(self, msg: Msg, t: float) -> None:
         """A deferred message enters the active queue again: qmgr logs its sender again."""
+        rnd = self.rng.random
         relay = msg.relay
         add = self.bufs[relay.index].append
         add((t, f"{relay.qmgr}: {msg.qid}: from=<{msg.frm}>, size={msg.size}, "
                 f"nrcpt={msg.nrcpt} (queue active)"))
         if msg.filtering:
-            self.filter_hop(msg, t + self.rng.uniform(0.002, 0.02))
+            self.filter_hop(msg, t + 0.002 + 0.018 * rnd())
         else:
-            self.attempt(msg, t + self.rng.uniform(0.01, 0.3))
+            self.attempt(msg, t + 0.01 + 0.29 * rnd())
 
     def attempt(self, msg: Msg, t: float) -> None:
         """One delivery attempt of every pending recipient, one SMTP session per destination."""
+        rnd = self.rng.random
         groups: dict[str, list[Rcpt]] = {}
         for rc in msg.rcpts:
             groups.setdefault(rc.dom.name, []).append(rc)
@@ -883,7 +917,7 @@ class _Messages:
         failed: list[Rcpt] = []
         end = t
         for rcpts in groups.values():
-            start = t + self.rng.uniform(0.01, 0.4)
+            start = t + 0.01 + 0.39 * rnd()
             end = max(end, self.deliver(msg, rcpts, start, pending, failed))
         msg.rcpts = pending
         self.after_attempt(msg, end, failed)
@@ -892,18 +926,19 @@ class _Messages:
                 failed: list[Rcpt]) -> float:
         """The status lines of one destination; returns the time of the last one."""
         rng, relay = self.rng, msg.relay
+        rnd = rng.random
         add = self.bufs[relay.index].append
         dom = rcpts[0].dom
         hp = f"{dom.mx}[{rng.choice(dom.ips)}]" if dom.ips else ""
-        prog, conn, suspended = relay.proc("smtp"), rng.uniform(0.05, 1.5), False
-        if all(rc.left > 0 and rc.dkind == "timeout" for rc in rcpts):
+        prog, conn, suspended = relay.proc("smtp"), 0.05 + 1.45 * rnd(), False
+        if dom.mode == "dead" and all(rc.left > 0 and rc.dkind == "timeout" for rc in rcpts):
             if rng.random() < 0.4:
                 prog, conn, suspended = relay.proc("error"), 0.0, True
             else:
                 conn = 30.0
                 add((t + conn, f"{prog}: connect to {hp}:25: Connection timed out"))
         elif dom.mode == "typo":
-            conn = rng.uniform(0.01, 0.2)
+            conn = 0.01 + 0.19 * rnd()
         elif dom.style in TLS_TO and rng.random() < 0.9:
             add((t + conn * 0.9, f"{prog}: Trusted TLS connection established to "
                                  f"{hp}:25: {TLS_TO[dom.style]}"))
@@ -963,8 +998,9 @@ class _Messages:
     def notify(self, msg: Msg, t: float) -> float:
         """A non-delivery notification from the null sender back to the sender's mailbox."""
         relay, rng = msg.relay, self.rng
+        rnd = rng.random
         add = self.bufs[relay.index].append
-        t += rng.uniform(0.01, 0.3)
+        t += 0.01 + 0.29 * rnd()
         nq = relay.new_qid(t)
         lt = self.clock.local(t)
         add((t, f"{relay.proc('cleanup')}: {nq}: message-id=<{lt:%Y%m%d%H%M%S}.{nq}@"
@@ -978,7 +1014,7 @@ class _Messages:
         greylisted = not dom.name.endswith("nthu.edu.tw") and rng.random() < 0.15
         rcpt = Rcpt(msg.frm, dom, int(greylisted), "sent", "greylist", "")
         ndn = Msg(relay, nq, None, "", size, "", t + 0.002, [rcpt])
-        self.attempt(ndn, t + rng.uniform(0.01, 0.2))
+        self.attempt(ndn, t + 0.01 + 0.19 * rnd())
         return t + 0.004
 
     def schedule(self, msg: Msg, t: float) -> None:
@@ -1005,7 +1041,7 @@ class _Recipients:
         if bulk or rng.random() < 0.004:
             n = rng.randint(45, 60) if bulk else rng.randint(20, 60)
         else:
-            n = rng.choices((1, 2, 3, 4, 5), weights=(60, 20, 10, 6, 4))[0]
+            n = rng.pick(RCPT_COUNTS, RCPT_CUMULATIVE)
         contacts = sender.contacts or self.contacts(sender)
         out, seen = [], set()
         if sender.stale and rng.random() < 0.05:
@@ -1031,9 +1067,9 @@ class _Recipients:
     def random_address(self, live: bool = False) -> tuple[str, Domain]:
         """A plausible address anywhere (`live`: at a domain that accepts mail)."""
         rng = self.rng
-        dom = rng.choices(self.domains, cum_weights=self.domain_weights)[0]
+        dom = rng.pick(self.domains, self.domain_weights)
         while live and dom.mode != "ok":
-            dom = rng.choices(self.domains, cum_weights=self.domain_weights)[0]
+            dom = rng.pick(self.domains, self.domain_weights)
         r = rng.random()
         if r < 0.4:
             local = f"{rng.choice(GIVEN)}.{rng.choice(SURNAMES)}"
@@ -1201,6 +1237,10 @@ class _Abuse:
         for _ in range(rng.randint(2, 8)):
             smtpd = relay.new_proc(service)
             self.emit(t, relay, f"{smtpd}: connect from {client}")
+            tls = service == "submission/smtpd"  # AUTH only after STARTTLS there
+            if tls:
+                self.emit(t + 0.2, relay, f"{smtpd}: Anonymous TLS connection established from "
+                                          f"{client}: {TLS_FROM}")
             tries = rng.randint(1, 3)
             for _ in range(tries):
                 t += rng.uniform(1, 8)
@@ -1215,11 +1255,12 @@ class _Abuse:
                                                "(Password mismatch?)")
                 self.sasl_failure(t, relay, smtpd, client, rng.choice(("LOGIN", "PLAIN")), guess)
             t += rng.uniform(0.2, 2)
+            hello, done = ("ehlo=2 starttls=1", 3) if tls else ("ehlo=1", 1)
             if rng.random() < 0.5:
                 self.emit(t, relay, f"{smtpd}: lost connection after AUTH from {client}")
-                counters = f"ehlo=1 auth=0/{tries} commands=1/{1 + tries}"
+                counters = f"{hello} auth=0/{tries} commands={done}/{done + tries}"
             else:
-                counters = f"ehlo=1 auth=0/{tries} quit=1 commands=2/{2 + tries}"
+                counters = f"{hello} auth=0/{tries} quit=1 commands={done + 1}/{done + 1 + tries}"
             self.emit(t + 0.001, relay, f"{smtpd}: disconnect from {client} {counters}")
             t += rng.uniform(3, 90)
         return t
@@ -1277,14 +1318,19 @@ class _Abuse:
             self.session(t, victim, 1, client=peer, hostile=True)
             t += rng.uniform(20, 90)
         relay = rng.choice(self.relays)
-        smtpd = relay.new_proc("submission/smtpd")
-        for _ in range(3):  # trying other senders through the stolen login
-            frm = "security@paypa1-support.com"
-            self.emit(t, relay, f"{smtpd}: NOQUEUE: reject: RCPT from {peer[0]}[{peer[1]}]: 553 "
-                                f"5.7.1 <{frm}>: Sender address rejected: not owned by user "
-                                f"{victim.login}; from=<{frm}> to=<{self.random_address()[0]}> "
-                                "proto=ESMTP helo=<User>", frm, AUTH_BLK, REJECTED)
+        smtpd, client = relay.new_proc("submission/smtpd"), f"{peer[0]}[{peer[1]}]"
+        self.emit(t, relay, f"{smtpd}: connect from {client}")
+        self.emit(t + 0.1, relay, f"{smtpd}: Anonymous TLS connection established from {client}: "
+                                  f"{TLS_FROM}")
+        frm = "security@paypa1-support.com"  # other senders through the stolen login
+        for _ in range(3):
             t += rng.uniform(5, 30)
+            self.emit(t, relay, f"{smtpd}: NOQUEUE: reject: RCPT from {client}: 553 5.7.1 <{frm}>: "
+                                f"Sender address rejected: not owned by user {victim.login}; "
+                                f"from=<{frm}> to=<{self.random_address()[0]}> proto=ESMTP "
+                                "helo=<User>", frm, AUTH_BLK, REJECTED)
+        self.emit(t + 0.5, relay, f"{smtpd}: disconnect from {client} ehlo=2 starttls=1 auth=1 "
+                                  "mail=3 rcpt=0/3 quit=1 commands=8/11")
         self.brute_force(t + 1800, relay, username=victim.login, peer=peer)
 
     def noise(self, d: int, relay: Relay, scale: float) -> None:
@@ -1388,6 +1434,7 @@ class Simulation(_Messages, _Recipients, _Abuse):
         self.counts: dict[str, dict[int, list[int]]] = {}
         self.pf = [[[0] * len(PFLOGSUMM) for _ in range(days)] for _ in self.relays]
         self.cutoff = self.clock.end - 300  # no new sessions in the last minutes
+        self._today, self._day_from, self._day_to = 0, self.clock.starts[0], self.clock.starts[1]
         out_dir.mkdir(parents=True, exist_ok=True)
         rotations = self.clock.rotations(rng)
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample-writer")
@@ -1406,9 +1453,12 @@ class Simulation(_Messages, _Recipients, _Abuse):
         """Queue one line; count what it evidences unless it falls past the last day."""
         self.bufs[r.index].append((t, body))
         if (col >= 0 and who) or pf >= 0:
-            if t >= self.clock.end:
-                return
-            d = self.clock.day_of(t)
+            if not self._day_from <= t < self._day_to:
+                if t >= self.clock.end:
+                    return
+                self._today = self.clock.day_of(t)
+                self._day_from, self._day_to = self.clock.starts[self._today:self._today + 2]
+            d = self._today
             if col >= 0 and who:
                 days = self.counts.setdefault(who, {})
                 row = days.get(d)
@@ -1421,7 +1471,8 @@ class Simulation(_Messages, _Recipients, _Abuse):
     def flush(self, until: float) -> None:
         """Write every queued line earlier than `until` (and than the end), in time order."""
         until = min(until, self.clock.end)
-        stamp = self.clock.stamp
+        stamp, rfc = self.clock.stamp, self.clock.rfc
+        known = self.clock.cached().get  # the cache is cleared in place, never replaced
         for f, buf in zip(self.files, self.bufs, strict=True):
             buf.sort(key=_first)  # stable: lines of the same instant keep their order
             cut = bisect.bisect_left(buf, until, key=_first)
@@ -1431,8 +1482,10 @@ class Simulation(_Messages, _Recipients, _Abuse):
             while i < len(ready):
                 j = bisect.bisect_left(ready, f.next_rotation, lo=i, key=_first)
                 if j > i:
-                    prefix = f.prefix
-                    f.chunk.append("\n".join([stamp(t) + prefix + body for t, body in ready[i:j]]))
+                    prefix, part = f.prefix, ready[i:j]
+                    f.chunk.append("\n".join(
+                        [stamp(t) + prefix + body for t, body in part] if rfc else
+                        [(known(int(t)) or stamp(t)) + prefix + body for t, body in part]))
                     f.lines += j - i
                     f.last = ready[j - 1][0]
                 if j < len(ready):
@@ -1494,7 +1547,7 @@ class Simulation(_Messages, _Recipients, _Abuse):
         dead = [d for d in self.domains if d.mode == "dead"]
         for relay in self.relays:
             for _ in range(max(1, round(self.per_day / 500))):
-                sender = rng.choices(self.senders, cum_weights=self.sender_weights)[0]
+                sender = rng.pick(self.senders, self.sender_weights)
                 arrival = start - rng.uniform(600, LIFETIME - 600)
                 addr, _ = self.random_address()
                 dom = rng.choice(dead)
@@ -1559,10 +1612,6 @@ class Simulation(_Messages, _Recipients, _Abuse):
                                  "queue_ids": "long" if r.long_ids else "short"}
                                 for r in self.relays],
                         pflogsumm=pf, files=files, seed=self.seed, timestamp_format=self.fmt)
-
-
-def _first(item: tuple) -> float:
-    return item[0]
 
 
 def _clear(directory: Path) -> None:
