@@ -426,7 +426,8 @@ class Relay:
         self.amavis = [rng.randint(1000, 4000) for _ in range(3)]
         self.pools = {name: [f"{s}/{name}[{self._next_pid()}]" for _ in range(size)]
                       for name, size in (("cleanup", 3), ("smtp", 8), ("bounce", 1),
-                                         ("error", 2), ("smtpd", 6), ("submission/smtpd", 4))}
+                                         ("error", 2), ("smtpd", 6), ("submission/smtpd", 4),
+                                         ("anvil", 1), ("postscreen", 1), ("dnsblog", 2))}
         self.pools["filter"] = [f"{self.filter_name}[{self._next_pid()}]" for _ in range(4)]
         self.pools["reinject"] = [f"{self.reinject_name}[{self._next_pid()}]" for _ in range(4)]
         self._sec, self._sec_text = -1, ""
@@ -1344,7 +1345,7 @@ class _Abuse:
             self.warning(start + rng.uniform(0, 86390), relay)
 
     def anvil(self, t: float, relay: Relay) -> None:
-        rng, prog = self.rng, f"{relay.syslog}/anvil[{relay.pid + 7}]"
+        rng, prog = self.rng, relay.proc("anvil")
         then = self.clock.classic(t - rng.uniform(60, 590))
         ip = f"140.114.{rng.randint(1, 250)}.{rng.randint(2, 254)}"
         self.emit(t, relay, f"{prog}: statistics: max connection rate {rng.randint(1, 12)}/60s "
@@ -1358,7 +1359,7 @@ class _Abuse:
         rng = self.rng
         _, ip = self.attacker()
         peer = f"[{ip}]:{rng.randint(20000, 65000)}"
-        prog = f"{relay.syslog}/postscreen[{relay.pid + 3}]"
+        prog = relay.proc("postscreen")
         self.emit(t, relay, f"{prog}: CONNECT from {peer} to [{relay.ip}]:25")
         r = rng.random()
         if r < 0.4:
@@ -1374,7 +1375,7 @@ class _Abuse:
         else:
             rank = rng.randint(3, 7)
             listed = f"127.0.0.{rng.choice((2, 3, 4, 9))}"
-            self.emit(t + 0.05, relay, f"{relay.syslog}/dnsblog[{relay.pid + 5}]: addr {ip} listed"
+            self.emit(t + 0.05, relay, f"{relay.proc('dnsblog')}: addr {ip} listed"
                                        f" by domain zen.spamhaus.org as {listed}")
             self.emit(t + 6, relay, f"{prog}: DNSBL rank {rank} for {peer}")
             to = self.random_address()[0]
