@@ -45,7 +45,6 @@ import os
 import random
 import shutil
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -335,17 +334,10 @@ def _offset(lt: datetime) -> str:
 
 
 class LogFiles:
-    """One relay's rotated files, written oldest first: ``mail.log.N.gz`` ... ``mail.log``.
+    """One relay's rotated files, written oldest first: ``mail.log.N.gz`` ... ``mail.log``."""
 
-    Compressing and writing happen on `writer`, a one-thread pool (zlib releases the GIL), in
-    submission order; `close()` returns once everything is on disk with its mtime set.
-    """
-
-    def __init__(self, directory: Path, host: str, rotations: list[float], gz: bool,
-                 writer: ThreadPoolExecutor) -> None:
+    def __init__(self, directory: Path, host: str, rotations: list[float], gz: bool) -> None:
         self.directory, self.host, self.rotations, self.gz = directory, host, rotations, gz
-        self.writer = writer
-        self.jobs: list[Future] = []
         self.prefix = f" {host} "
         self.index = 0
         self.next_rotation = rotations[0] if rotations else float("inf")
@@ -364,12 +356,12 @@ class LogFiles:
     def _open(self) -> None:
         path = self.directory / self.name(self.index)
         self.paths.append(path)
-        self.raw = open(path, "wb")  # noqa: SIM115 - closed by _finish
-        self.fh = (gzip.GzipFile(filename="", mode="wb", fileobj=self.raw, compresslevel=6,
-                                 mtime=0) if path.suffix == ".gz" else self.raw)
+        # gzip -1 rather than logrotate's -6: three times faster, and no reader can tell
+        self.fh = (gzip.GzipFile(path, "wb", compresslevel=1, mtime=0) if path.suffix == ".gz"
+                   else open(path, "wb"))  # noqa: SIM115 - closed in close()
 
     def rotate(self) -> None:
-        self._close()
+        self.close()
         self.index += 1
         self.next_rotation = (self.rotations[self.index] if self.index < len(self.rotations)
                               else float("inf"))
@@ -378,28 +370,16 @@ class LogFiles:
 
     def flush(self) -> None:
         if self.chunk:
-            data = ("\n".join(self.chunk) + "\n").encode()
-            self.jobs.append(self.writer.submit(self.fh.write, data))
+            self.fh.write(("\n".join(self.chunk) + "\n").encode())
             self.chunk = []
 
-    def _close(self) -> None:
+    def close(self) -> None:
         """Finish the current file; its mtime is the time of its last line."""
         self.flush()
+        self.fh.close()
         start = self.rotations[self.index - 1] if self.index else self.next_rotation
         when = self.last if self.last is not None else start
-        self.jobs.append(self.writer.submit(_finish, self.fh, self.raw, self.paths[-1], when))
-
-    def close(self) -> None:
-        self._close()
-        for job in self.jobs:
-            job.result()  # raises what the writer met
-        self.jobs = []
-
-
-def _finish(fh: object, raw: object, path: Path, when: float) -> None:
-    fh.close()
-    raw.close()
-    os.utime(path, (when, when))
+        os.utime(self.paths[-1], (when, when))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1438,14 +1418,12 @@ class Simulation(_Messages, _Recipients, _Abuse):
         self._today, self._day_from, self._day_to = 0, self.clock.starts[0], self.clock.starts[1]
         out_dir.mkdir(parents=True, exist_ok=True)
         rotations = self.clock.rotations(rng)
-        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample-writer")
         self.files = []
         for relay in self.relays:
             directory = out_dir / relay.host
             _clear(directory)
             self.files.append(LogFiles(directory, relay.host,
-                                       [r + rng.uniform(0, 3) for r in rotations], gzip_rotated,
-                                       self.writer))
+                                       [r + rng.uniform(0, 3) for r in rotations], gzip_rotated))
 
     # -- output --------------------------------------------------------------------------
 
@@ -1519,7 +1497,6 @@ class Simulation(_Messages, _Recipients, _Abuse):
         finally:
             for f in self.files:
                 f.close()
-            self.writer.shutdown()
 
     def _run_day(self, d: int, arrivals: list[tuple[float, Sender, int]]) -> None:
         start, stop = self.clock.starts[d], self.clock.starts[d + 1]
