@@ -340,6 +340,9 @@ def main() -> None:
         "(target <= 0.01)")
     if not args.skip_post:
         post_throughput(args.database_url, args.duration, args.threads, args.connections)
+    # Figures on a shared machine mean little without this.
+    say("load average         {:.2f} {:.2f} {:.2f} ({} cores)".format(*os.getloadavg(),
+                                                                      os.cpu_count()))
 
 
 if __name__ == "__main__":

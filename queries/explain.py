@@ -7,6 +7,7 @@ An exact code is explained when we know it; otherwise its class and subject
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -97,6 +98,7 @@ def code_of(dsn: str, response: str) -> str:
     return found.group(0) if found else ""
 
 
+@functools.cache
 def needs_text(status: str, dsn: str) -> bool:
     """Whether key_of() needs the reply text, or the status and code settle it."""
     return status == "auth_blk" or not CODE.fullmatch(dsn or "") or dsn.startswith("4.7.")
