@@ -3,21 +3,30 @@
 One commit = the batch's messages, events, counter increments, attributions, login
 aliases and the file's new read position, in one transaction: a kill at any point
 leaves the database as it was after the previous commit, and the next run resumes there.
+
+A batch is first turned into plain rows in the ingesting thread (take_batch), then
+written (write_batch) — possibly by a writer thread while the next batch is parsed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from django.db import IntegrityError, connection, transaction
 
 from smtplog import store
-from smtplog.ingest.correlate import UNKNOWN, Correlator, EventRow, InternalHops, MessageState
+from smtplog.ingest.correlate import UNKNOWN, Correlator, InternalHops, MessageState
 from smtplog.models import Event, LoginAlias, Message, Status
 
 MESSAGE_FIELDS = ("sender", "client_name", "client_ip", "sasl_method", "sasl_username", "size",
                   "nrcpt", "message_id", "origin", "auth_counted", "expired_at", "removed_at")
+MESSAGE_COLUMNS = ("id", "relay", "queue_id", "first_seen", "sender", "client_name",
+                   "client_ip", "sasl_method", "sasl_username", "size", "nrcpt", "message_id",
+                   "origin_id", "auth_counted", "expired_at", "removed_at")
+MESSAGE_TABLE = Message._meta.db_table
 EVENT_COLUMNS = ("time", "day", "sender", "status", "message_id", "relay", "queue_id",
                  "client_ip", "sasl_username", "recipient", "next_hop", "dsn", "delay",
                  "response")
@@ -34,9 +43,9 @@ def load_correlator(tz: dt.tzinfo, internal_hops: list[str]) -> Correlator:
     )
     for m in Message.objects.filter(removed_at__isnull=True).iterator(chunk_size=5000):
         state = MessageState(m.relay, m.queue_id, m.first_seen, pk=m.pk)
-        for field in MESSAGE_FIELDS:
-            if field != "origin":
-                setattr(state, field, getattr(m, field))
+        for name in MESSAGE_FIELDS:
+            if name != "origin":
+                setattr(state, name, getattr(m, name))
         state.dirty = False
         state.db_waiting = m.pk in waiting
         states[m.pk] = state
@@ -58,57 +67,142 @@ def load_correlator(tz: dt.tzinfo, internal_hops: list[str]) -> Correlator:
     return Correlator(tz, InternalHops(internal_hops), states.values(), aliases)
 
 
-def commit(correlator: Correlator) -> tuple[int, int]:
-    """Write the correlator's batch output (inside the caller's transaction).
 
-    Returns (events written, messages written).
+
+@dataclass
+class Batch:
+    """One commit's worth of writes, as plain values: safe to hand to another thread."""
+
+    new_messages: list[tuple] = field(default_factory=list)
+    changed_messages: list[tuple] = field(default_factory=list)
+    events: list[tuple] = field(default_factory=list)
+    delta: Counter = field(default_factory=Counter)
+    resolved: list[tuple[int, str]] = field(default_factory=list)  # (message pk, sender)
+    aliases: list[tuple[str, str, dt.datetime]] = field(default_factory=list)
+    new_states: list[MessageState] = field(default_factory=list)  # main thread only
+    position: Callable[[], None] | None = None  # moves the file's read position
+
+
+class IdPool:
+    """Message primary keys handed out before the rows are written.
+
+    PostgreSQL: from the table's sequence, a block at a time. SQLite: counting on from
+    MAX(id), read once per run, which is safe because one ingester runs at a time.
     """
+
+    BLOCK = 5000
+
+    def __init__(self):
+        self.free: list[int] = []
+        self.next_sqlite: int | None = None
+
+    def take(self, n: int) -> list[int]:
+        if not n:
+            return []
+        if connection.vendor != "postgresql":
+            if self.next_sqlite is None:
+                with connection.cursor() as cursor:
+                    cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {MESSAGE_TABLE}")
+                    self.next_sqlite = cursor.fetchone()[0] + 1
+            first, self.next_sqlite = self.next_sqlite, self.next_sqlite + n
+            return list(range(first, first + n))
+        while len(self.free) < n:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT nextval(pg_get_serial_sequence('{MESSAGE_TABLE}', 'id')) "
+                    "FROM generate_series(1, %s)", [max(self.BLOCK, n)])
+                self.free.extend(row[0] for row in cursor.fetchall())
+        taken, self.free = self.free[:n], self.free[n:]
+        return taken
+
+
+def take_batch(correlator: Correlator, ids: IdPool) -> Batch:
+    """The correlator's output since the last batch, as plain rows (ingesting thread)."""
     messages = [m for m in correlator.touched.values() if m.dirty]
-    _save_messages(messages)
-    _resolve_aliases(correlator)
+    new = [m for m in messages if m.pk is None]
+    for state, pk in zip(new, ids.take(len(new)), strict=True):
+        state.pk = pk
+    new_ids = {id(m) for m in new}
+    _resolve_aliases_in_batch(correlator)
     events = correlator.events
-    _insert_events(events)
-    store.apply_delta(Counter(
-        (e.sender, e.day, e.status) for e in events if e.sender not in (UNKNOWN, "<>")
-    ))
-    for msg in correlator.resolved:
-        store.attribute_events(Event.objects.filter(message_id=msg.pk), msg.sender)
+    batch = Batch(
+        new_messages=[_message_row(m) for m in new],
+        changed_messages=[_message_row(m) for m in messages if id(m) not in new_ids],
+        events=[(e.time, e.day, e.sender, e.status,
+                 e.message.pk if e.message is not None else None, e.relay, e.queue_id,
+                 e.client_ip, e.sasl_username, e.recipient, e.next_hop, e.dsn, e.delay,
+                 e.response) for e in events],
+        delta=Counter((e.sender, e.day, e.status) for e in events
+                      if e.sender not in (UNKNOWN, "<>")),
+        resolved=[(m.pk, m.sender) for m in correlator.resolved],
+        aliases=[(login, sender, seen)
+                 for login, (sender, seen) in correlator.new_aliases.items()],
+        new_states=new,
+    )
+    for m in messages:
+        m.dirty = False
     for event in events:
         if event.sender == UNKNOWN and event.message is not None:
             event.message.db_waiting = True
             event.message.waiting = []
     correlator.reset_batch()
-    return len(events), len(messages)
+    return batch
 
 
-def _save_messages(messages: list[MessageState]) -> None:
-    """Insert new messages and update changed ones, without the ORM's per-row cost.
+def write_batch(batch: Batch) -> dict[int, int]:
+    """Write one batch in one transaction, from any thread.
 
-    New rows get ids allocated up front, so a re-queued message can point at an origin
-    that is new in the same batch (PostgreSQL checks foreign keys at commit).
+    Returns the message ids it had to remap to rows already stored (see _write_messages).
     """
-    new = [m for m in messages if m.pk is None]
-    for state, pk in zip(new, _allocate_ids(len(new)), strict=True):
-        state.pk = pk
+    with transaction.atomic():
+        remap = _write_messages(batch)
+        _insert_events(batch.events)
+        store.apply_delta(batch.delta)
+        for pk, sender in batch.resolved:
+            store.attribute_events(Event.objects.filter(message_id=remap.get(pk, pk)), sender)
+        for login, sender, seen in batch.aliases:
+            LoginAlias.objects.update_or_create(login=login,
+                                                defaults={"sender": sender, "last_seen": seen})
+            store.attribute_events(
+                Event.objects.filter(status=Status.AUTH_BLK, sasl_username=login, message=None),
+                sender,
+            )
+        if batch.position is not None:
+            batch.position()
+    return remap
+
+
+def apply_remap(batch: Batch, remap: dict[int, int]) -> None:
+    """Give the in-memory messages the stored ids they were matched with (main thread)."""
+    for state in batch.new_states:
+        state.pk = remap.get(state.pk, state.pk)
+
+
+def _write_messages(batch: Batch) -> dict[int, int]:
     try:
         with transaction.atomic():  # a savepoint: the rare clash below must not end the batch
-            _write_messages(new, [m for m in messages if m not in new] if new else messages)
+            _write_message_rows(batch.new_messages, batch.changed_messages)
+        return {}
     except IntegrityError:
-        # A "new" message is stored already: the same lines were fed again (standard input
-        # has no fingerprint), or a queue ID came back within the second it was born.
-        # Take the stored row as this message and write again.
-        stored = _stored_ids(new)
-        for m in new:
-            m.pk = stored.get((m.relay, m.queue_id, m.first_seen), m.pk)
-        fresh = [m for m in new if (m.relay, m.queue_id, m.first_seen) not in stored]
-        _write_messages(fresh, [m for m in messages if m not in fresh])
-    for m in messages:
-        m.dirty = False
+        pass
+    # A "new" message is stored already: the same lines were fed again (standard input has
+    # no fingerprint), or a queue ID came back within the second it was born. Take the
+    # stored row as this message and write again.
+    stored = _stored_ids(batch.new_messages)
+    remap = {row[0]: stored[row[1:4]] for row in batch.new_messages if row[1:4] in stored}
+
+    def fix(row: tuple) -> tuple:
+        return (remap.get(row[0], row[0]), *row[1:12], remap.get(row[12], row[12]), *row[13:])
+
+    new = [fix(r) for r in batch.new_messages if r[0] not in remap]
+    changed = [fix(r) for r in batch.changed_messages]
+    changed += [fix(r) for r in batch.new_messages if r[0] in remap]
+    batch.events = [(*e[:4], remap.get(e[4], e[4]), *e[5:]) for e in batch.events]
+    _write_message_rows(new, changed)
+    return remap
 
 
-def _write_messages(new: list[MessageState], old: list[MessageState]) -> None:
-    new_rows = [_message_row(m) for m in new]
-    old_rows = [_message_row(m) for m in old]
+def _write_message_rows(new_rows: list[tuple], old_rows: list[tuple]) -> None:
     if connection.vendor == "postgresql":
         _pg_insert_messages(new_rows)
         _pg_update_messages(old_rows)
@@ -117,17 +211,31 @@ def _write_messages(new: list[MessageState], old: list[MessageState]) -> None:
         _sql_update_messages(old_rows)
 
 
-def _stored_ids(states: list[MessageState]) -> dict[tuple, int]:
-    keys = {(m.relay, m.queue_id) for m in states}
+def _stored_ids(rows: list[tuple]) -> dict[tuple, int]:
+    keys = {(r[1], r[2]) for r in rows}
     stored = Message.objects.filter(queue_id__in={q for _, q in keys}).values_list(
         "relay", "queue_id", "first_seen", "id")
     return {(r, q, f): pk for r, q, f, pk in stored if (r, q) in keys}
 
 
-MESSAGE_COLUMNS = ("id", "relay", "queue_id", "first_seen", "sender", "client_name",
-                   "client_ip", "sasl_method", "sasl_username", "size", "nrcpt", "message_id",
-                   "origin_id", "auth_counted", "expired_at", "removed_at")
-MESSAGE_TABLE = Message._meta.db_table
+def _resolve_aliases_in_batch(correlator: Correlator) -> None:
+    """A bare login known now: this batch's SASL failures under it count already."""
+    if correlator.new_aliases:
+        for event in correlator.events:
+            if event.sender == UNKNOWN and event.message is None and event.sasl_username:
+                event.sender = correlator.aliases.get(event.sasl_username, UNKNOWN)
+
+
+def _insert_events(rows: list[tuple]) -> None:
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        _copy(EVENT_TABLE, EVENT_COLUMNS, rows)
+        return
+    marks = ", ".join(["%s"] * len(EVENT_COLUMNS))
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {EVENT_TABLE} ({', '.join(EVENT_COLUMNS)}) "
+                           f"VALUES ({marks})", rows)
 
 
 def _message_row(m: MessageState) -> tuple:
@@ -136,20 +244,6 @@ def _message_row(m: MessageState) -> tuple:
             m.origin.pk if m.origin is not None else None, m.auth_counted, m.expired_at,
             m.removed_at)
 
-
-def _allocate_ids(n: int) -> list[int]:
-    """n fresh primary keys. SQLite: one writer holds the ingest lock, so MAX(id) is safe."""
-    if not n:
-        return []
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"SELECT nextval(pg_get_serial_sequence('{MESSAGE_TABLE}', 'id')) "
-                "FROM generate_series(1, %s)", [n])
-            return [row[0] for row in cursor.fetchall()]
-        cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {MESSAGE_TABLE}")
-        first = cursor.fetchone()[0] + 1
-        return list(range(first, first + n))
 
 
 def _pg_insert_messages(rows: list[tuple]) -> None:
@@ -197,33 +291,3 @@ def _copy(table: str, columns: tuple[str, ...], rows) -> None:
             copy.write_row(row)
 
 
-def _resolve_aliases(correlator: Correlator) -> None:
-    """A bare login now known: its waiting SASL failures, stored or in this batch, count."""
-    if not correlator.new_aliases:
-        return
-    for event in correlator.events:
-        if event.sender == UNKNOWN and event.message is None and event.sasl_username:
-            event.sender = correlator.aliases.get(event.sasl_username, UNKNOWN)
-    for login, (sender, seen) in correlator.new_aliases.items():
-        LoginAlias.objects.update_or_create(login=login,
-                                            defaults={"sender": sender, "last_seen": seen})
-        store.attribute_events(
-            Event.objects.filter(status=Status.AUTH_BLK, sasl_username=login, message=None),
-            sender,
-        )
-
-
-def _insert_events(events: list[EventRow]) -> None:
-    if not events:
-        return
-    rows = [(e.time, e.day, e.sender, e.status,
-             e.message.pk if e.message is not None else None, e.relay, e.queue_id,
-             e.client_ip, e.sasl_username, e.recipient, e.next_hop, e.dsn, e.delay, e.response)
-            for e in events]
-    if connection.vendor == "postgresql":
-        _copy(EVENT_TABLE, EVENT_COLUMNS, rows)
-        return
-    marks = ", ".join(["%s"] * len(EVENT_COLUMNS))
-    with connection.cursor() as cursor:
-        cursor.executemany(f"INSERT INTO {EVENT_TABLE} ({', '.join(EVENT_COLUMNS)}) "
-                           f"VALUES ({marks})", rows)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
 import fcntl
+import functools
 import hashlib
 import logging
 import time
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from smtplog.ingest import files, persist
@@ -92,14 +94,69 @@ def ingest(patterns: list[str], progress: Callable[[int], None] | None = None,
     with ingest_lock(wait=wait):
         _fast_commits()
         correlator = persist.load_correlator(tz, settings.SMTPLOG_INTERNAL_NEXT_HOPS)
-        for path in files.expand(patterns):
-            try:
-                summary.add(_ingest_file(path, correlator, tz, progress))
-            except OSError as exc:
-                summary.errors.append(f"{path}: {exc.strerror or exc}")
-                log.warning("cannot read %s: %s", path, exc)
+        with Writer() as writer:
+            for path in files.expand(patterns):
+                try:
+                    summary.add(_ingest_file(path, correlator, tz, writer, progress))
+                except OSError as exc:
+                    summary.errors.append(f"{path}: {exc.strerror or exc}")
+                    log.warning("cannot read %s: %s", path, exc)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+class Writer:
+    """Writes batches, on PostgreSQL in a thread of its own while the next batch is parsed.
+
+    At most one batch is in flight: a batch is taken (turned into plain rows) only after
+    the previous one committed, so ids remapped by a commit reach the next batch. Inside
+    a caller's transaction (tests), or on SQLite (one writer), it writes in this thread.
+    """
+
+    def __enter__(self) -> Writer:
+        self.threaded = connection.vendor == "postgresql" and not connection.in_atomic_block
+        self.pool = concurrent.futures.ThreadPoolExecutor(1) if self.threaded else None
+        self.pending: tuple[concurrent.futures.Future, persist.Batch] | None = None
+        self.ids = persist.IdPool()
+        return self
+
+    def submit(self, correlator, position: Callable[[], None]) -> tuple[int, int]:
+        """Commit what the correlator produced since the last call; (events, messages)."""
+        self.wait()
+        batch = persist.take_batch(correlator, self.ids)
+        batch.position = position
+        counts = len(batch.events), len(batch.new_messages) + len(batch.changed_messages)
+        if self.pool is None:
+            persist.apply_remap(batch, persist.write_batch(batch))
+        else:
+            self.pending = (self.pool.submit(_write_in_thread, batch), batch)
+        return counts
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            future, batch = self.pending
+            self.pending = None
+            persist.apply_remap(batch, future.result())
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if exc[0] is None:
+                self.wait()
+        finally:
+            if self.pool is not None:
+                self.pool.submit(_close_thread_connection).result()
+                self.pool.shutdown()
+
+
+def _close_thread_connection() -> None:
+    connection.close()  # resolved in the writer thread: its own connection
+
+
+def _write_in_thread(batch: persist.Batch) -> dict[int, int]:
+    with connection.cursor() as cursor:  # this thread's own connection
+        if connection.vendor == "postgresql":
+            cursor.execute("SET synchronous_commit TO off")
+    return persist.write_batch(batch)
 
 
 def _fast_commits() -> None:
@@ -113,7 +170,7 @@ def _fast_commits() -> None:
             cursor.execute("SET synchronous_commit TO off")
 
 
-def _ingest_file(path: str, correlator, tz, progress) -> Summary:
+def _ingest_file(path: str, correlator, tz, writer: Writer, progress) -> Summary:
     summary = Summary(files=1)
     if path == "-":
         source = files.LogSource("-", "stdin-" + timezone.now().isoformat(), time.time(), False)
@@ -142,9 +199,13 @@ def _ingest_file(path: str, correlator, tz, progress) -> Summary:
                     parsed += 1
                     last_time = rec.time
                     correlator.feed(rec)
-            with transaction.atomic():
-                events, messages = persist.commit(correlator)
-                _advance(logfile, path, position, len(lines), parser, last_time)
+            advance = functools.partial(
+                _advance, logfile.pk, path, logfile.lines,
+                logfile.position, position, len(lines), parser.year, parser.last_month,
+                last_time)
+            events, messages = writer.submit(correlator, advance)
+            logfile.position = position
+            logfile.lines += len(lines)
             summary.lines += len(lines)
             summary.parsed += parsed
             summary.events += events
@@ -155,18 +216,16 @@ def _ingest_file(path: str, correlator, tz, progress) -> Summary:
     return summary
 
 
-def _advance(logfile: LogFile, path: str, position: int, lines: int, parser, last_time) -> None:
+def _advance(pk: int, path: str, lines_before: int, old: int, new: int, lines: int,
+             year: int | None, last_month: int | None, last_time) -> None:
     """Move the file's read position, refusing if another writer moved it meanwhile."""
-    updated = LogFile.objects.filter(pk=logfile.pk, position=logfile.position).update(
-        position=position, lines=logfile.lines + lines, path=path,
-        year_anchor=parser.year, last_month=parser.last_month,
-        last_line_time=last_time or logfile.last_line_time, size=position,
-        updated=timezone.now(), last_error="",
-    )
-    if updated != 1:
+    changes = {"position": new, "lines": lines_before + lines, "path": path,
+               "year_anchor": year, "last_month": last_month, "size": new,
+               "updated": timezone.now(), "last_error": ""}
+    if last_time is not None:
+        changes["last_line_time"] = last_time
+    if LogFile.objects.filter(pk=pk, position=old).update(**changes) != 1:
         raise IngestBusy(f"{path}: its position moved under us; another ingester is running")
-    logfile.position = position
-    logfile.lines += lines
 
 
 def _note_path(logfile: LogFile, path: str) -> None:

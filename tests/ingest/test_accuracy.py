@@ -33,7 +33,8 @@ def ingest_generated(tmp_path, **options):
     return out, summary
 
 
-def test_a_month_of_three_relays_is_counted_exactly(db, tmp_path):
+def test_a_month_of_three_relays_is_counted_exactly(transactional_db, tmp_path):
+    # transactional_db: outside a test transaction, PostgreSQL commits from the writer thread.
     out, summary = ingest_generated(tmp_path, days=31, end=dt.date(2026, 11, 27), relays=3,
                                     messages_per_day=120, seed=11)
     assert counts() == expected_counts(out)
