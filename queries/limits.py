@@ -11,7 +11,7 @@ import datetime as dt
 import zlib
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -47,19 +47,22 @@ def record_query(*, address: str, begin: dt.date, end: dt.date, client_ip: str, 
                  language: str, token: str = "") -> Query:
     """Record a form query: pending, or limited when a limit is reached.
 
-    A second submit of the same form page (same token) returns the first query.
-    Runs in the caller's transaction.
+    Runs in the caller's transaction. A form page's token is unique: submitting the same
+    page twice at once makes the second insert fail with IntegrityError, which rolls the
+    caller's transaction back; the caller then answers with the first query
+    (first_query_of()).
     """
     now = timezone.now()
     _lock(f"address:{address}", f"net:{net}")
-    if token and (first := Query.objects.filter(form_token=token, client_net=net).first()):
-        return first
     outcome = Query.Outcome.LIMITED if over_limit(address, net, now) else Query.Outcome.PENDING
-    try:
-        with transaction.atomic():
-            return Query.objects.create(
-                address=address, begin=begin, end=end, client_ip=client_ip, client_net=net,
-                language=language, created=now, outcome=outcome, form_token=token or None,
-            )
-    except IntegrityError:  # the same token submitted in parallel: that one won
-        return Query.objects.get(form_token=token)
+    return Query.objects.create(
+        address=address, begin=begin, end=end, client_ip=client_ip, client_net=net,
+        language=language, created=now, outcome=outcome, form_token=token or None,
+    )
+
+
+def first_query_of(token: str, net: str) -> Query | None:
+    """The query a form page (its token) already made from this client network."""
+    if not token:
+        return None
+    return Query.objects.filter(form_token=token, client_net=net).first()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import translation
@@ -16,7 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from queries import campus
 from queries.forms import QueryForm
-from queries.limits import record_query
+from queries.limits import first_query_of, record_query
 from queries.models import Query
 from queries.report import COLUMN_HELP
 from queries.tasks import send_report
@@ -46,8 +46,7 @@ def query_form(request: HttpRequest) -> HttpResponse:
         if request.method != "POST":
             form = QueryForm(initial={"language": language})
             return render(request, "queries/form.html", {"form": form})
-        token = request.POST.get("token", "")
-        if token and (first := Query.objects.filter(form_token=token, client_net=net).first()):
+        if first := first_query_of(request.POST.get("token", ""), net):
             return _answer(request, first)  # a double submit: the first one's answer
         form = QueryForm(request.POST)
         if not form.is_valid():
@@ -68,6 +67,10 @@ def _submit(request: HttpRequest, data: dict, address: str, net: str,
                                  token=data["token"])
             if query.outcome == Query.Outcome.PENDING:
                 send_report.delay_on_commit(query.id)
+    except IntegrityError:  # the same page submitted twice at once: the other one won
+        if (first := first_query_of(data["token"], net)) is None:
+            raise
+        return _answer(request, first)
     except BROKER_ERRORS as exc:
         if query is None or query.pk is None:
             raise

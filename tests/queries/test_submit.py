@@ -72,6 +72,20 @@ def test_a_double_submit_sends_one_report(campus_client, form_data,
     assert len(mail.outbox) == 1
 
 
+def test_a_parallel_double_submit_records_one_query(campus_client, form_data,
+                                                    django_capture_on_commit_callbacks, frozen):
+    token = "0123456789abcdef0123456789abcdef"
+    first = Query.objects.create(address="alice@cs.nthu.edu.tw", begin=NOW.date(),
+                                 end=NOW.date(), language="en", created=NOW,
+                                 client_net=CAMPUS_IP, form_token=token)
+    # Both submits passed the first check before either inserted: the unique token decides.
+    with mock.patch("queries.views.first_query_of", side_effect=[None, first]):
+        response = submit(campus_client, form_data(token=token),
+                          django_capture_on_commit_callbacks)
+    assert response.status_code == 200 and "Report requested" in response.content.decode()
+    assert Query.objects.count() == 1 and not mail.outbox
+
+
 def test_an_address_gets_at_most_three_reports_a_day(
         campus_client, form_data, django_capture_on_commit_callbacks, frozen, settings):
     for n in range(3):
