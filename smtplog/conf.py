@@ -74,6 +74,8 @@ def env_networks(name: str, default: list[str], environ=None):
             networks.append(ipaddress.ip_network(item, strict=True))
         except ValueError as exc:
             raise ImproperlyConfigured(f"{name}: {item!r} is not a CIDR network ({exc})") from None
+    if not networks:
+        raise ImproperlyConfigured(f"{name}: at least one network is needed, or nobody can ask")
     return networks
 
 
