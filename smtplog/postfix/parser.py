@@ -5,15 +5,20 @@ A line is `<timestamp> <host> <syslog_name>/<...>/<daemon>[<pid>]: <message>`
 is millions of lines, most of them useless here:
 
 1. decode (invalid UTF-8 is replaced, not refused), refuse over-long lines;
-2. locate the timestamp form by fixed positions, then `host program[pid]` by str.find,
-   split once and remembered (a relay has few hosts and programs, a process many lines);
-3. dispatch on the daemon name (the last path element of the program) through a dict,
-   so postscreen, dnsblog, anvil, tlsproxy... and non-Postfix programs (amavis,
-   dovecot, opendkim...) are dropped before any regex;
-4. each daemon's handler tests literal prefixes (`to=`, `client=`, `from=<`...) before
-   running the one module-level regex of that line kind;
+2. tell the timestamp's form by fixed positions, find `host program[pid]: ` with one
+   regex, and split that once per distinct value (a relay has few hosts and programs,
+   a process logs many lines);
+3. dispatch on the daemon (the last path element of the program) through a dict, so
+   dnsblog, anvil, tlsproxy, master... and non-Postfix programs (amavis, dovecot,
+   opendkim...) are dropped there;
+4. each daemon's handler runs one module-level regex anchored at the message start,
+   which fails within a few characters on the lines of no use (connect, disconnect,
+   TLS, postscreen's PASS/CONNECT...) and names the kind of the others;
 5. only a line that yields a record has its timestamp parsed (which also moves the
    classic-timestamp year inference) and is checked for NUL characters.
+
+str.find/startswith with start and end arguments parse their arguments the slow way
+(METH_VARARGS), so the hot path uses regexes, indexing and `in` instead.
 
 Lines that give no record are counted in `LineParser.stats` by reason (SKIP_REASONS).
 `parse` never raises.
@@ -43,7 +48,7 @@ from smtplog.postfix.timestamps import SyslogClock
 
 # Reasons a line gives no record (the keys of LineParser.stats).
 EMPTY = "empty"  # nothing but whitespace
-NUL = "nul"  # NUL bytes inside the line (a crash-hole of a syslog file); leading NULs are dropped
+NUL = "nul"  # a NUL inside a line that would give a record (leading NULs are dropped)
 TOO_LONG = "too_long"  # over MAX_LINE bytes (characters for str input)
 NOT_SYSLOG = "not_syslog"  # no recognisable `timestamp host program: ` header
 NOT_POSTFIX = "not_postfix"  # program without `[pid]` or without a `/` (dovecot, amavis...)
@@ -59,15 +64,9 @@ MAX_LINE = 64 * 1024
 # Records are built before their timestamp is parsed; parse() fills time, host, pid in.
 _PENDING = datetime(1970, 1, 1, tzinfo=UTC)
 
-# A queue ID is the token before the message's first ": " (POSTFIX-FORMATS §4): short
-# (hex), long (base 52) or munged, so any 5-32 ASCII alphanumerics; the grammar of the
-# rest of the line is what makes it one.
-_QID_SCAN = 34
-_ACTION_SCAN = 20
-# "host program[pid]" is looked for within this many characters after the timestamp, and
-# at most this many of them are remembered.
-_HEAD_SCAN = 320
+# How many `host program[pid]` values are remembered, and the longest one.
 _HEADS_KEPT = 4096
+_HEAD_MAX = 320
 
 # Policy actions logged with a `; from=<...> to=<...>` tail: smtpd access/milter
 # decisions, postscreen, the before-queue proxy, cleanup header/body checks.
@@ -75,9 +74,15 @@ REJECT_ACTIONS = frozenset({
     "reject", "reject_warning", "discard", "hold", "filter", "redirect",
     "milter-reject", "milter-discard", "milter-hold", "proxy-reject",
 })
+_ACTIONS = "|".join(sorted((re.escape(a) for a in REJECT_ACTIONS), key=len, reverse=True))
+
+# A queue ID is the token before the message's first ": " (POSTFIX-FORMATS §4): short
+# (hex), long (base 52) or munged (FG's XXXX suffix), so any 5-32 ASCII alphanumerics;
+# the grammar of the rest of the line is what makes it one.
+_QID = r"[0-9A-Za-z]{5,32}"
 
 _DELIVERY = re.compile(
-    r"to=(?:<(?P<to>[^>]*)>|(?P<to_bare>[^,]*)), "
+    rf"(?P<qid>{_QID}): to=(?:<(?P<to>[^>]*)>|(?P<to_bare>[^,]*)), "
     r"(?:orig_to=(?:<(?P<orig>[^>]*)>|(?P<orig_bare>[^,]*)), )?"
     r"relay=(?P<relay>(?P<relay_host>[^,\[]*)\[(?P<relay_ip>[^\],]*)\]"
     r"(?::(?P<relay_port>\d{1,5}))?|[^,]*), "
@@ -90,8 +95,15 @@ _DELIVERY = re.compile(
     r"(?: \((?P<response>.*)\)| \(?(?P<cut>.*))?"  # up to the LAST ")"; a line cut short
 )
 _QUEUED_AS = re.compile(r"queued as ([0-9A-Za-z]+)")
-_CLIENT = re.compile(
-    r"client=(?P<name>[^\s\[]*)\[(?P<ip>[^\]]*)\](?::\d{1,5})?"
+
+# smtpd: which kind of useful line this is, if any (connect, disconnect, TLS, lost
+# connection... fail on their first word).
+_SMTPD = re.compile(
+    rf"(?P<qid>{_QID}|NOQUEUE): (?:(?P<client>client=)|(?P<action>{_ACTIONS}): )"
+    r"|(?P<sasl>warning: [^\s\[]*\[[^\]]*\](?::\d{1,5})?: SASL \S+ authentication failed)"
+)
+_CLIENT = re.compile(  # after "client="
+    r"(?P<name>[^\s\[]*)\[(?P<ip>[^\]]*)\](?::\d{1,5})?"
     r"(?:, sasl_method=(?P<method>[^,]*))?(?:, sasl_username=(?P<user>[^,]*))?"
 )
 _SASL_FAILED = re.compile(
@@ -99,12 +111,25 @@ _SASL_FAILED = re.compile(
     r"SASL (?P<method>[^\s:]+) authentication failed(?::? ?(?P<reason>.*?))?"
     r"(?:, sasl_username=(?P<user>.*))?$"
 )
-_QMGR_FROM = re.compile(r"from=<(?P<sender>.*?)>, size=(?P<size>\d{1,18}), "
-                        r"nrcpt=(?P<nrcpt>\d{1,9})")
-_QMGR_EXPIRED = re.compile(r"from=<(?P<sender>.*?)>, status=(?P<forced>force-)?expired\b")
-_PICKUP = re.compile(r"uid=\d{1,10} from=<(?P<sender>.*)>")
-_BOUNCE = re.compile(r"(?P<who>sender|postmaster) (?P<kind>[a-z][a-z -]*?) notification: "
-                     r"(?P<ndn>[0-9A-Za-z]+)")
+_QMGR = re.compile(
+    rf"(?P<qid>{_QID}): (?:"
+    r"from=<(?P<sender>.*?)>, (?:size=(?P<size>\d{1,18}), nrcpt=(?P<nrcpt>\d{1,9})"
+    r"|status=(?P<expired>(?:force-)?expired)\b)"
+    r"|(?P<removed>removed)\s*$"
+    r"|(?P<to>to=)"
+    r"|(?P<other_from>from=<))"
+)
+_CLEANUP = re.compile(
+    rf"(?P<qid>{_QID}): (?:message-id=(?P<message_id>.*)|(?P<action>{_ACTIONS}): )"
+)
+_PICKUP = re.compile(rf"(?P<qid>{_QID}): uid=\d{{1,10}} from=<(?P<sender>.*)>")
+_BOUNCE = re.compile(
+    rf"(?P<qid>{_QID}): (?P<who>sender|postmaster) (?P<kind>[a-z][a-z -]*?) notification: "
+    r"(?P<ndn>[0-9A-Za-z]+)"
+)
+_POSTSCREEN = re.compile(rf"NOQUEUE: (?P<action>{_ACTIONS}): ")
+_POSTSUPER = re.compile(rf"(?P<qid>{_QID}): removed\s*$")
+
 # `STAGE[ from name[ip][:port]]: ` (postscreen logs `[ip]:port` without a name,
 # proxy-reject no client at all).
 _REJECT_HEAD = re.compile(
@@ -123,35 +148,6 @@ _REPLY = re.compile(
 )
 
 Handler = Callable[[str], "Record | str"]
-
-
-def _is_qid(token: str) -> bool:
-    return len(token) >= 5 and token.isascii() and token.isalnum()
-
-
-def _unbracket(value: str) -> str:
-    """A message-id as logged, without its angle brackets (and what trails them)."""
-    value = value.strip()
-    if value.startswith("<"):
-        end = value.find(">")
-        return value[1:end] if end > 0 else value[1:]
-    return value
-
-
-def _delay(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if 0 <= value < 1e12 else None  # also drops nan and inf
-
-
-def _split_client(client: str) -> tuple[str, str]:
-    """`name[ip]` -> (name, ip); `local` -> ("local", "")."""
-    bracket = client.rfind("[")
-    if bracket >= 0 and client.endswith("]"):
-        return client[:bracket], client[bracket + 1:-1]
-    return client, ""
 
 
 class LineParser:
@@ -174,24 +170,23 @@ class LineParser:
         self._skips = dict.fromkeys(SKIP_REASONS, 0)  # behind stats: a dict counts faster
         self.replaced_utf8 = 0
         self._heads: dict[str, tuple[str, str, int | None, Handler] | str] = {}
-        delivery = self._delivery
         self._handlers: dict[str, Handler] = {
-            "smtpd": self._smtpd,
-            "qmgr": self._qmgr,
-            "oqmgr": self._qmgr,
-            "cleanup": self._cleanup,
-            "pickup": self._pickup,
-            "bounce": self._bounce,
-            "postscreen": self._postscreen,
-            "postsuper": self._postsuper,
-            "smtp": delivery,
-            "lmtp": delivery,
-            "local": delivery,
-            "virtual": delivery,
-            "pipe": delivery,
-            "error": delivery,
-            "retry": delivery,
-            "discard": delivery,
+            "smtpd": _smtpd,
+            "qmgr": _qmgr,
+            "oqmgr": _qmgr,
+            "cleanup": _cleanup,
+            "pickup": _pickup,
+            "bounce": _bounce,
+            "postscreen": _postscreen,
+            "postsuper": _postsuper,
+            "smtp": _delivery,
+            "lmtp": _delivery,
+            "local": _delivery,
+            "virtual": _delivery,
+            "pipe": _delivery,
+            "error": _delivery,
+            "retry": _delivery,
+            "discard": _delivery,
         }
 
     @property
@@ -238,45 +233,45 @@ class LineParser:
             else:
                 return self._parse_other(line)
             text = text.rstrip("\r\n")
+            if len(text) < 24:  # shorter than any useful line
+                return self._parse_odd(text)
 
-            # The timestamp's form, by fixed positions.
-            if text[15:16] == " " and "A" <= text[:1] <= "Z":  # classic "Mmm dd hh:mm:ss"
+            # The timestamp's form by fixed positions; `host program[pid]` is what comes
+            # after it up to the first ": ".
+            prefix, colon, msg = text.partition(": ")
+            first = text[0]
+            if text[15] == " " and "A" <= first <= "Z":  # classic "Mmm dd hh:mm:ss"
                 form = 0
-                stamp_end = 15
-            elif "0" <= text[:1] <= "9":
-                if text[10:11] == "T" and text[4:5] == "-":  # RFC 3339
+                key = prefix[16:]
+            elif "0" <= first <= "9":
+                if text[10] == "T" and text[4] == "-":  # RFC 3339
                     form = 1
-                    stamp_end = text.find(" ", 19, 40)
-                elif text[4:5] == " ":  # "YYYY Mmm dd hh:mm:ss[.fff]"
+                    stamp, _, key = prefix.partition(" ")
+                elif text[4] == " ":  # "YYYY Mmm dd hh:mm:ss[.fff]"
                     form = 2
-                    stamp_end = text.find(" ", 20, 32)
+                    stamp = prefix[:prefix.find(" ", 20)]
+                    key = prefix[len(stamp) + 1:]
                 else:
-                    stamp_end = -1
-                if stamp_end < 0:
-                    skips[NOT_SYSLOG] += 1
-                    return None
-            elif text[14:15] == " " and text[5:6] == " " and "A" <= text[:1] <= "Z":
+                    key = ""
+            elif text[14] == " " and text[5] == " " and "A" <= first <= "Z":
                 form = 3  # a classic day not space-padded: "Mmm d hh:mm:ss"
-                stamp_end = 14
+                key = prefix[15:]
             else:
                 return self._parse_odd(text)
 
-            # "host program[pid]" -> (host, daemon, pid, handler), cached: a relay has few
-            # hosts and programs, and a process logs many lines.
-            colon = text.find(": ", stamp_end + 1, stamp_end + _HEAD_SCAN)
-            if colon < 0:
-                skips[NOT_SYSLOG] += 1
+            # "host program[pid]" -> (host, daemon, pid, handler), or why to skip the line
+            split = self._heads.get(key)
+            if split is None:
+                if not colon or len(key) > _HEAD_MAX:
+                    skips[NOT_SYSLOG] += 1
+                    return None
+                split = self._split_head(key)
+            if split.__class__ is str:
+                skips[split] += 1
                 return None
-            key = text[stamp_end + 1:colon]
-            head = self._heads.get(key)
-            if head is None:
-                head = self._head(key)
-            if head.__class__ is str:
-                skips[head] += 1
-                return None
-            host, daemon, pid, handler = head
+            host, daemon, pid, handler = split
 
-            rec = handler(text[colon + 2:])
+            rec = handler(msg)
             if rec.__class__ is str:
                 skips[rec] += 1
                 return None
@@ -285,10 +280,8 @@ class LineParser:
                 return None
             if form == 0:
                 time = self.clock.classic(text[:15])
-            elif form == 1:
-                time = self.clock.rfc3339(text[:stamp_end])
-            elif form == 2:
-                time = self.clock.year_prefixed(text[:stamp_end])
+            elif form == 1 or form == 2:
+                time = self.clock.rfc3339(stamp) if form == 1 else self.clock.year_prefixed(stamp)
             else:
                 time = self.clock.classic(f"{text[:4]} {text[4:14]}")
             if time is None:
@@ -312,7 +305,7 @@ class LineParser:
         return None
 
     def _parse_odd(self, text: str) -> Record | None:
-        """A line that starts with neither a letter nor a digit."""
+        """A short line, or one that starts with neither a letter nor a digit."""
         if not text or text.isspace():
             self._skips[EMPTY] += 1
             return None
@@ -325,30 +318,30 @@ class LineParser:
         self._skips[NOT_SYSLOG] += 1
         return None
 
-    def _head(self, key: str) -> tuple[str, str, int | None, Handler] | str:
+    def _split_head(self, key: str) -> tuple[str, str, int | None, Handler] | str:
         """Split and remember `host syslog_name/.../daemon[pid]`, or the reason to skip."""
         heads = self._heads
         if len(heads) >= _HEADS_KEPT:
             heads.clear()
-        head: tuple[str, str, int | None, Handler] | str
+        split: tuple[str, str, int | None, Handler] | str
         space = key.find(" ")
         bracket = key.rfind("[")
         slash = key.rfind("/", 0, bracket)
         if space <= 0 or key.find(" ", space + 1) >= 0:
-            head = NOT_SYSLOG
+            split = NOT_SYSLOG
         elif bracket < space or slash < space or not key.endswith("]"):
-            head = NOT_POSTFIX  # dovecot: ..., amavis[123]: ...
+            split = NOT_POSTFIX  # dovecot: ..., amavis[123]: ...
         else:
             daemon = key[slash + 1:bracket]
             handler = self._handlers.get(daemon)
             if handler is None:
-                head = UNINTERESTING  # anvil, dnsblog, tlsproxy, master, scache...
+                split = UNINTERESTING  # anvil, dnsblog, tlsproxy, master, scache...
             else:
                 pid = key[bracket + 1:-1]
-                head = (key[:space], daemon,
-                        int(pid) if pid.isdecimal() and len(pid) < 16 else None, handler)
-        heads[key] = head
-        return head
+                split = (key[:space], daemon,
+                         int(pid) if pid.isdecimal() and len(pid) < 16 else None, handler)
+        heads[key] = split
+        return split
 
     def parse_message(self, program: str, message: str, *, time: datetime, host: str = "",
                       pid: int | None = None) -> Record | None:
@@ -359,7 +352,7 @@ class LineParser:
         """
         try:
             text = message.rstrip("\r\n")
-            reason = self._refuse(text)
+            reason = _refuse(text)
             if reason:
                 self._skips[reason] += 1
                 return None
@@ -378,164 +371,130 @@ class LineParser:
             self._skips[PARSER_ERROR] += 1
             return None
 
-    @staticmethod
-    def _refuse(text: str) -> str:
-        if len(text) > MAX_LINE:
-            return TOO_LONG
-        if not text or text.isspace():
-            return EMPTY
-        if "\x00" in text:
-            return NUL
-        return ""
 
-    # -- one handler per daemon: message -> record, or the reason to skip -------------
-    def _smtpd(self, msg: str) -> Record | str:
-        if msg.startswith("warning: "):
-            if "authentication failed" in msg:
-                return _sasl_failure(msg)
-            return UNINTERESTING  # the Cyrus "SASL authentication failure" names nobody
-        i = msg.find(": ", 0, _QID_SCAN)
-        if i < 0:
-            return UNINTERESTING  # connect, disconnect, lost connection, timeout...
-        qid: str | None = msg[:i]
-        p = i + 2
-        if qid == "NOQUEUE":
-            qid = None
-        elif i < 5 or not (qid.isalnum() and qid.isascii()):
-            return UNINTERESTING
-        if msg.startswith("client=", p):
-            if qid is None:
-                return UNINTERESTING  # `NOQUEUE: client=`: a before-queue proxy's session
-            return _client(msg, p, qid)
-        j = msg.find(": ", p, p + _ACTION_SCAN)
-        if j > 0:
-            action = msg[p:j]
-            if action in REJECT_ACTIONS:
-                return _reject(msg, j + 2, action, qid)
-        return UNINTERESTING
-
-    def _qmgr(self, msg: str) -> Record | str:
-        i = msg.find(": ", 0, _QID_SCAN)
-        if i < 0:
-            return UNINTERESTING
-        qid = msg[:i]
-        if i < 5 or not (qid.isalnum() and qid.isascii()):
-            return UNINTERESTING  # warning: ...
-        p = i + 2
-        if msg.startswith("from=<", p):
-            m = _QMGR_FROM.match(msg, p)
-            if m is not None:
-                return QmgrFrom(_PENDING, "", "", None, qid, m.group("sender"),
-                                int(m.group("size")), int(m.group("nrcpt")))
-            m = _QMGR_EXPIRED.match(msg, p)
-            if m is not None:
-                return QmgrExpired(_PENDING, "", "", None, qid, m.group("sender"),
-                                   m.group("forced") is not None)
-            return UNPARSED
-        if msg.startswith("removed", p):
-            return _removed(msg, p, qid)
-        if msg.startswith("to=", p):
-            return _delivery(msg, p, qid)
-        return UNINTERESTING  # skipped, still being delivered; ...
-
-    def _delivery(self, msg: str) -> Record | str:
-        i = msg.find(": ", 0, _QID_SCAN)
-        if i < 0 or not msg.startswith("to=", i + 2):
-            return UNPARSED if msg.startswith("to=") else UNINTERESTING
-        qid = msg[:i]
-        if i < 5 or not (qid.isalnum() and qid.isascii()):
-            return UNPARSED
-        return _delivery(msg, i + 2, qid)
-
-    def _cleanup(self, msg: str) -> Record | str:
-        i = msg.find(": ", 0, _QID_SCAN)
-        if i < 0:
-            return UNINTERESTING
-        qid = msg[:i]
-        if i < 5 or not (qid.isalnum() and qid.isascii()):
-            return UNINTERESTING
-        p = i + 2
-        if msg.startswith("message-id=", p):
-            return MessageIdLine(_PENDING, "", "", None, qid, _unbracket(msg[p + 11:]))
-        j = msg.find(": ", p, p + _ACTION_SCAN)
-        if j > 0:
-            action = msg[p:j]
-            if action in REJECT_ACTIONS:
-                return _reject(msg, j + 2, action, qid)
-        return UNINTERESTING  # header warning/info/replace/prepend, resent-message-id...
-
-    def _pickup(self, msg: str) -> Record | str:
-        i = msg.find(": ", 0, _QID_SCAN)
-        if i < 0 or not msg.startswith("uid=", i + 2):
-            return UNINTERESTING
-        qid = msg[:i]
-        m = _PICKUP.match(msg, i + 2)
-        if m is None or not _is_qid(qid):
-            return UNPARSED
-        return PickupLine(_PENDING, "", "", None, qid, m.group("sender"))
-
-    def _bounce(self, msg: str) -> Record | str:
-        i = msg.find(": ", 0, _QID_SCAN)
-        if i < 0 or msg.find(" notification", i) < 0:
-            return UNINTERESTING
-        qid = msg[:i]
-        m = _BOUNCE.match(msg, i + 2)
-        if m is None or not _is_qid(qid):
-            return UNPARSED
-        kind = m.group("kind")
-        if m.group("who") == "postmaster":
-            kind = "postmaster " + kind
-        return BounceNotice(_PENDING, "", "", None, qid, kind, m.group("ndn"))
-
-    def _postscreen(self, msg: str) -> Record | str:
-        if msg.startswith("NOQUEUE: "):
-            j = msg.find(": ", 9, 9 + _ACTION_SCAN)
-            if j > 0:
-                action = msg[9:j]
-                if action in REJECT_ACTIONS:
-                    return _reject(msg, j + 2, action, None)
-        return UNINTERESTING  # CONNECT, PASS, DNSBL, HANGUP, PREGREET...
-
-    def _postsuper(self, msg: str) -> Record | str:
-        i = msg.find(": removed", 0, _QID_SCAN + 7)
-        if i < 0 or not _is_qid(msg[:i]):
-            return UNINTERESTING  # requeued, placed on hold, Deleted: N messages...
-        return _removed(msg, i + 2, msg[:i])
+def _refuse(text: str) -> str:
+    if len(text) > MAX_LINE:
+        return TOO_LONG
+    if not text or text.isspace():
+        return EMPTY
+    if "\x00" in text:
+        return NUL
+    return ""
 
 
-# -- grammars shared by several daemons ------------------------------------------------
-def _removed(msg: str, p: int, qid: str) -> Record | str:
-    if len(msg) > p + 7 and not msg[p + 7:].isspace():
-        return UNINTERESTING
-    return QmgrRemoved(_PENDING, "", "", None, qid)
-
-
-def _delivery(msg: str, p: int, qid: str) -> Record | str:
-    m = _DELIVERY.match(msg, p)
+# -- one handler per daemon: message -> record, or the reason to skip -----------------
+def _smtpd(msg: str) -> Record | str:
+    if ": " not in msg:
+        return UNINTERESTING  # connect, disconnect, lost connection, timeout...
+    m = _SMTPD.match(msg)
     if m is None:
-        return UNPARSED
-    (to, to_bare, orig, orig_bare, relay, relay_host, relay_ip, relay_port, delay, dsn, status,
-     response, cut) = m.groups()
+        return UNINTERESTING  # TLS, warnings, proxy-accept...
+    kind = m.lastgroup
+    if kind == "sasl":
+        return _sasl_failure(msg)
+    qid = m["qid"]
+    if qid == "NOQUEUE":
+        if kind == "client":
+            return UNINTERESTING  # `NOQUEUE: client=`: a before-queue proxy's session
+        qid = None
+    if kind == "client":
+        return _client(msg, m.end(), qid)
+    return _reject(msg, m.end(), m["action"], qid)
+
+
+def _qmgr(msg: str) -> Record | str:
+    m = _QMGR.match(msg)
+    if m is None:
+        return UNINTERESTING  # skipped, still being delivered; warning: ...
+    kind = m.lastgroup
+    if kind == "nrcpt":
+        qid, sender, size, nrcpt = m.group("qid", "sender", "size", "nrcpt")
+        return QmgrFrom(_PENDING, "", "", None, qid, sender, int(size), int(nrcpt))
+    if kind == "removed":
+        return QmgrRemoved(_PENDING, "", "", None, m["qid"])
+    if kind == "expired":
+        qid, sender, status = m.group("qid", "sender", "expired")
+        return QmgrExpired(_PENDING, "", "", None, qid, sender, status == "force-expired")
+    if kind == "to":
+        return _delivery(msg)  # qmgr defers recipients of a dead destination itself
+    return UNPARSED  # from=<...> in no known form
+
+
+def _delivery(msg: str) -> Record | str:
+    if "to=" not in msg:
+        return UNINTERESTING  # connect to, TLS, host ... said, lost connection...
+    m = _DELIVERY.match(msg)
+    if m is None:
+        return UNPARSED if ": to=" in msg or msg.startswith("to=") else UNINTERESTING
+    (qid, to, to_bare, orig, orig_bare, relay, relay_host, relay_ip, relay_port, delay, dsn,
+     status, response, cut) = m.groups()
     if response is None:
         response = cut or ""
     queued_as = None
     if "queued as " in response:
         q = _QUEUED_AS.search(response)
         if q is not None:
-            queued_as = q.group(1)
+            queued_as = q[1]
     if relay_ip is None or "/" in relay_ip:  # none, local, host[/path/of/socket]
         relay_host = relay
         relay_ip = ""
         relay_port = None
+    try:
+        seconds: float | None = float(delay)
+        if not 0 <= seconds < 1e12:  # also nan and inf
+            seconds = None
+    except ValueError:
+        seconds = None
     return Delivery(
         _PENDING, "", "", None, qid,
         to if to is not None else to_bare,
         orig if orig is not None else (orig_bare or ""),
         relay, relay_host, relay_ip, int(relay_port) if relay_port else None,
-        _delay(delay) if delay else None, dsn, status, response, queued_as,
+        seconds, dsn, status, response, queued_as,
     )
 
 
+def _cleanup(msg: str) -> Record | str:
+    m = _CLEANUP.match(msg)
+    if m is None:
+        return UNINTERESTING  # header warning/info/replace/prepend, resent-message-id...
+    if m.lastgroup == "message_id":
+        return MessageIdLine(_PENDING, "", "", None, m["qid"], _unbracket(m["message_id"]))
+    return _reject(msg, m.end(), m["action"], m["qid"])
+
+
+def _pickup(msg: str) -> Record | str:
+    m = _PICKUP.match(msg)
+    if m is None:
+        return UNPARSED if ": uid=" in msg else UNINTERESTING
+    return PickupLine(_PENDING, "", "", None, m["qid"], m["sender"])
+
+
+def _bounce(msg: str) -> Record | str:
+    m = _BOUNCE.match(msg)
+    if m is None:
+        return UNPARSED if " notification" in msg else UNINTERESTING
+    qid, who, kind, ndn = m.groups()
+    if who == "postmaster":
+        kind = "postmaster " + kind
+    return BounceNotice(_PENDING, "", "", None, qid, kind, ndn)
+
+
+def _postscreen(msg: str) -> Record | str:
+    m = _POSTSCREEN.match(msg) if msg[:1] == "N" else None
+    if m is None:
+        return UNINTERESTING  # CONNECT, PASS, DNSBL, HANGUP, PREGREET...
+    return _reject(msg, m.end(), m["action"], None)
+
+
+def _postsuper(msg: str) -> Record | str:
+    m = _POSTSUPER.match(msg)
+    if m is None:
+        return UNINTERESTING  # requeued, placed on hold, Deleted: N messages...
+    return QmgrRemoved(_PENDING, "", "", None, m["qid"])
+
+
+# -- grammars shared by several daemons ------------------------------------------------
 def _client(msg: str, p: int, qid: str) -> Record | str:
     m = _CLIENT.match(msg, p)
     if m is None:
@@ -580,7 +539,11 @@ def _check_reject(msg: str, p: int, action: str, qid: str | None) -> Record | st
     if m is None:
         return UNPARSED
     stage, what, client = m.groups()
-    name, ip = _split_client(client)
+    bracket = client.rfind("[")
+    if bracket >= 0 and client.endswith("]"):
+        name, ip = client[:bracket], client[bracket + 1:-1]
+    else:
+        name, ip = client, ""  # "local": submitted with the sendmail command
     tail = _TAIL.match(msg, m.end())
     sender, recipient, helo = tail.groups()
     code = dsn = ""
@@ -592,3 +555,12 @@ def _check_reject(msg: str, p: int, action: str, qid: str | None) -> Record | st
             text = f"{what}: {reason.rstrip()}"
     return Reject(_PENDING, "", "", None, qid, action, stage, name, ip, code or "", dsn or "",
                   text, sender, recipient or "", helo or "")
+
+
+def _unbracket(value: str) -> str:
+    """A message-id as logged, without its angle brackets (and what trails them)."""
+    value = value.strip()
+    if value.startswith("<"):
+        end = value.find(">")
+        return value[1:end] if end > 0 else value[1:]
+    return value
