@@ -81,17 +81,24 @@ _ACTIONS = "|".join(sorted((re.escape(a) for a in REJECT_ACTIONS), key=len, reve
 # the grammar of the rest of the line is what makes it one.
 _QID = r"[0-9A-Za-z]{5,32}"
 
-_DELIVERY = re.compile(
-    rf"(?P<qid>{_QID}): to=(?:<(?P<to>[^>]*)>|(?P<to_bare>[^,]*)), "
-    r"(?:orig_to=(?:<(?P<orig>[^>]*)>|(?P<orig_bare>[^,]*)), )?"
+# Delivery status lines, in two steps: the fields of today's Postfix in their order
+# (fast), then any key=value fields between the fixed ones, unbracketed addresses and a
+# line cut short (POSTFIX-FORMATS §2.7).
+_RELAY = (
     r"relay=(?P<relay>(?P<relay_host>[^,\[]*)\[(?P<relay_ip>[^\],]*)\]"
     r"(?::(?P<relay_port>\d{1,5}))?|[^,]*), "
-    r"(?:[a-z_]+=[^,]*, )*?"  # conn_use=N, and whatever a newer Postfix adds
-    r"delay=(?P<delay>[^,]*), "
-    r"(?:[a-z_]+=[^,]*, )*?"  # delays=a/b/c/d, tls=...
-    r"dsn=(?P<dsn>[^,]*), "
-    r"(?:[a-z_]+=[^,]*, )*?"
-    r"status=(?P<status>[^\s(]*)"
+)
+_DELIVERY = re.compile(
+    rf"(?P<qid>{_QID}): to=<(?P<to>[^>]*)>, (?:orig_to=<(?P<orig>[^>]*)>, )?" + _RELAY +
+    r"(?:conn_use=\d+, )?delay=(?P<delay>[^,]*), delays=[^,]*, (?:tls=[^,]*, )?"
+    r"dsn=(?P<dsn>[^,]*), status=(?P<status>[^\s(]*) \((?P<response>.*)\)"
+)
+_DELIVERY_ANY = re.compile(
+    rf"(?P<qid>{_QID}): to=(?:<(?P<to>[^>]*)>|(?P<to_bare>[^,]*)), "
+    r"(?:orig_to=(?:<(?P<orig>[^>]*)>|(?P<orig_bare>[^,]*)), )?" + _RELAY +
+    r"(?:[a-z_]+=[^,]*, )*?delay=(?P<delay>[^,]*), "
+    r"(?:[a-z_]+=[^,]*, )*?dsn=(?P<dsn>[^,]*), "
+    r"(?:[a-z_]+=[^,]*, )*?status=(?P<status>[^\s(]*)"
     r"(?: \((?P<response>.*)\)| \(?(?P<cut>.*))?"  # up to the LAST ")"; a line cut short
 )
 _QUEUED_AS = re.compile(r"queued as ([0-9A-Za-z]+)")
@@ -424,12 +431,23 @@ def _delivery(msg: str) -> Record | str:
     if "to=" not in msg:
         return UNINTERESTING  # connect to, TLS, host ... said, lost connection...
     m = _DELIVERY.match(msg)
-    if m is None:
-        return UNPARSED if ": to=" in msg or msg.startswith("to=") else UNINTERESTING
-    (qid, to, to_bare, orig, orig_bare, relay, relay_host, relay_ip, relay_port, delay, dsn,
-     status, response, cut) = m.groups()
-    if response is None:
-        response = cut or ""
+    if m is not None:
+        (qid, to, orig, relay, relay_host, relay_ip, relay_port, delay, dsn, status,
+         response) = m.groups()
+        if orig is None:
+            orig = ""
+    else:
+        m = _DELIVERY_ANY.match(msg)
+        if m is None:
+            return UNPARSED if ": to=" in msg or msg.startswith("to=") else UNINTERESTING
+        (qid, to, to_bare, orig, orig_bare, relay, relay_host, relay_ip, relay_port, delay,
+         dsn, status, response, cut) = m.groups()
+        if to is None:
+            to = to_bare
+        if orig is None:
+            orig = orig_bare or ""
+        if response is None:
+            response = cut or ""
     queued_as = None
     if "queued as " in response:
         q = _QUEUED_AS.search(response)
@@ -445,13 +463,9 @@ def _delivery(msg: str) -> Record | str:
             seconds = None
     except ValueError:
         seconds = None
-    return Delivery(
-        _PENDING, "", "", None, qid,
-        to if to is not None else to_bare,
-        orig if orig is not None else (orig_bare or ""),
-        relay, relay_host, relay_ip, int(relay_port) if relay_port else None,
-        seconds, dsn, status, response, queued_as,
-    )
+    return Delivery(_PENDING, "", "", None, qid, to, orig, relay, relay_host, relay_ip,
+                    int(relay_port) if relay_port else None, seconds, dsn, status, response,
+                    queued_as)
 
 
 def _cleanup(msg: str) -> Record | str:
