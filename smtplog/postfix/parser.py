@@ -5,20 +5,23 @@ A line is `<timestamp> <host> <syslog_name>/<...>/<daemon>[<pid>]: <message>`
 is millions of lines, most of them useless here:
 
 1. decode (invalid UTF-8 is replaced, not refused), refuse over-long lines;
-2. tell the timestamp's form by fixed positions, find `host program[pid]: ` with one
-   regex, and split that once per distinct value (a relay has few hosts and programs,
-   a process logs many lines);
+2. split at the first ": " (str.partition): before it the timestamp, whose form is told
+   by fixed positions, and `host program[pid]`, split once per distinct value and
+   remembered (a relay has few hosts and programs, a process logs many lines);
 3. dispatch on the daemon (the last path element of the program) through a dict, so
    dnsblog, anvil, tlsproxy, master... and non-Postfix programs (amavis, dovecot,
    opendkim...) are dropped there;
-4. each daemon's handler runs one module-level regex anchored at the message start,
-   which fails within a few characters on the lines of no use (connect, disconnect,
-   TLS, postscreen's PASS/CONNECT...) and names the kind of the others;
+4. each daemon's handler tests a substring (`": " in msg`, `"to=" in msg`) to drop its
+   noise (connect, disconnect, TLS, postscreen's CONNECT/PASS...), then runs one
+   module-level regex anchored at the message start that names the kind of the line
+   and takes its fields;
 5. only a line that yields a record has its timestamp parsed (which also moves the
    classic-timestamp year inference) and is checked for NUL characters.
 
-str.find/startswith with start and end arguments parse their arguments the slow way
-(METH_VARARGS), so the hot path uses regexes, indexing and `in` instead.
+Measured with callgrind on CPython 3.11: a regex call costs ~2,000 machine instructions
+before it matches anything, str.find/startswith with positions ~1,000 (their arguments
+are parsed the slow way), `in` ~300; a line costs ~8,000 when skipped and ~17,000-34,000
+when it gives a record (a Delivery is the dearest).
 
 Lines that give no record are counted in `LineParser.stats` by reason (SKIP_REASONS).
 `parse` never raises.
