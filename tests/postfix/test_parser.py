@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import zoneinfo
+from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -507,6 +508,19 @@ def test_every_policy_action_is_a_reject_record(message: str, action: str, sende
                                                                      recipient)
 
 
+def test_a_before_queue_filter_reject_has_a_stage_but_no_client() -> None:
+    rec = new_parser().parse_message(
+        "smtpd", "DF66E940333: proxy-reject: END-OF-MESSAGE: 554 5.7.0 Reject, contact "
+        "postmaster@example.com, id=31619-02 - spam; from=<a@example.com> to=<user2@example2.com> "
+        "proto=SMTP helo=<17.33.12.53>", time=REFERENCE)
+    assert isinstance(rec, Reject)
+    assert (rec.queue_id, rec.action, rec.stage, rec.client_name, rec.client_ip, rec.code,
+            rec.dsn, rec.text, rec.sender, rec.recipient, rec.helo) == (
+        "DF66E940333", "proxy-reject", "END-OF-MESSAGE", "", "", "554", "5.7.0",
+        "Reject, contact postmaster@example.com, id=31619-02 - spam", "a@example.com",
+        "user2@example2.com", "17.33.12.53")
+
+
 def test_a_header_check_reject_from_cleanup_names_the_header() -> None:
     rec = new_parser().parse_message(
         "postfix/cleanup",
@@ -692,6 +706,14 @@ def test_the_daemon_is_the_last_element_of_the_program(program: str, daemon: str
     rec = new_parser().parse(f"Jun  3 10:40:59 relay2 {program}[42]: {messages[daemon]}")
     assert rec is not None
     assert (rec.host, rec.daemon, rec.pid, rec.queue_id) == ("relay2", daemon, 42, "776E41855DB2")
+
+
+def test_stats_is_a_counter_of_the_reasons_met() -> None:
+    parser = new_parser()
+    parser.parse("garbage")
+    parser.parse("garbage")
+    assert parser.stats == Counter(not_syslog=2)
+    assert isinstance(parser.stats, Counter)
 
 
 def test_the_skip_counts_add_up_to_the_lines_without_a_record() -> None:
