@@ -180,24 +180,6 @@ class LineParser:
         self._skips = dict.fromkeys(SKIP_REASONS, 0)  # behind stats: a dict counts faster
         self.replaced_utf8 = 0
         self._heads: dict[str, tuple[str, str, int | None, Handler] | str] = {}
-        self._handlers: dict[str, Handler] = {
-            "smtpd": _smtpd,
-            "qmgr": _qmgr,
-            "oqmgr": _qmgr,
-            "cleanup": _cleanup,
-            "pickup": _pickup,
-            "bounce": _bounce,
-            "postscreen": _postscreen,
-            "postsuper": _postsuper,
-            "smtp": _delivery,
-            "lmtp": _delivery,
-            "local": _delivery,
-            "virtual": _delivery,
-            "pipe": _delivery,
-            "error": _delivery,
-            "retry": _delivery,
-            "discard": _delivery,
-        }
 
     @property
     def stats(self) -> Counter[str]:
@@ -343,7 +325,7 @@ class LineParser:
             split = NOT_POSTFIX  # dovecot: ..., amavis[123]: ...
         else:
             daemon = key[slash + 1:bracket]
-            handler = self._handlers.get(daemon)
+            handler = _HANDLERS.get(daemon)
             if handler is None:
                 split = UNINTERESTING  # anvil, dnsblog, tlsproxy, master, scache...
             else:
@@ -367,7 +349,7 @@ class LineParser:
                 self._skips[reason] += 1
                 return None
             daemon = program[program.rfind("/") + 1:]
-            handler = self._handlers.get(daemon)
+            handler = _HANDLERS.get(daemon)
             rec = handler(text) if handler is not None else UNINTERESTING
             if rec.__class__ is str:
                 self._skips[rec] += 1
@@ -581,3 +563,25 @@ def _unbracket(value: str) -> str:
         end = value.find(">")
         return value[1:end] if end > 0 else value[1:]
     return value
+
+
+# The daemons whose lines can give a record; every other daemon's lines are skipped
+# without looking at them.
+_HANDLERS: dict[str, Handler] = {
+    "smtpd": _smtpd,
+    "qmgr": _qmgr,
+    "oqmgr": _qmgr,
+    "cleanup": _cleanup,
+    "pickup": _pickup,
+    "bounce": _bounce,
+    "postscreen": _postscreen,
+    "postsuper": _postsuper,
+    "smtp": _delivery,
+    "lmtp": _delivery,
+    "local": _delivery,
+    "virtual": _delivery,
+    "pipe": _delivery,
+    "error": _delivery,
+    "retry": _delivery,
+    "discard": _delivery,
+}
