@@ -9,6 +9,7 @@ import fcntl
 import functools
 import hashlib
 import logging
+import os
 import time
 import zoneinfo
 from collections import Counter
@@ -181,7 +182,10 @@ def _ingest_file(path: str, correlator, tz, writer: Writer, progress) -> Summary
     logfile, _ = LogFile.objects.get_or_create(
         fingerprint=source.fingerprint, defaults={"path": path}
     )
-    if source.compressed and files.gzip_size(path) == logfile.position % 2**32:
+    size = _file_size(source)
+    if size is not None and size != logfile.size:
+        LogFile.objects.filter(pk=logfile.pk).update(size=size)
+    if source.compressed and size == logfile.position % 2**32:
         _note_path(logfile, path)
         return summary  # an archive read to its end before it was compressed
     reference = dt.datetime.fromtimestamp(source.mtime, tz)
@@ -220,12 +224,21 @@ def _advance(pk: int, path: str, lines_before: int, old: int, new: int, lines: i
              year: int | None, last_month: int | None, last_time) -> None:
     """Move the file's read position, refusing if another writer moved it meanwhile."""
     changes = {"position": new, "lines": lines_before + lines, "path": path,
-               "year_anchor": year, "last_month": last_month, "size": new,
+               "year_anchor": year, "last_month": last_month,
                "updated": timezone.now(), "last_error": ""}
     if last_time is not None:
         changes["last_line_time"] = last_time
     if LogFile.objects.filter(pk=pk, position=old).update(**changes) != 1:
         raise IngestBusy(f"{path}: its position moved under us; another ingester is running")
+
+
+def _file_size(source: files.LogSource) -> int | None:
+    """Bytes there are to read (uncompressed), for the dashboard's lag."""
+    if source.path == "-":
+        return None
+    if source.compressed:
+        return files.gzip_size(source.path)
+    return os.path.getsize(source.path)
 
 
 def _note_path(logfile: LogFile, path: str) -> None:

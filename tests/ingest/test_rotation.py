@@ -141,3 +141,16 @@ def test_rotated_files_are_read_oldest_first_whatever_the_order_given(db, logdir
         (logdir / name).write_bytes(b"")
     names = [Path(p).name for p in expand([str(logdir / "mail.log*")])]
     assert names == ["mail.log.10.gz", "mail.log.2.gz", "mail.log.1", "mail.log"]
+
+
+def test_the_file_size_is_kept_for_the_dashboard_lag(db, logdir):
+    log = logdir / "mail.log"
+    append(log, message_lines(2))
+    run(log)
+    logfile = LogFile.objects.get()
+    assert logfile.size == logfile.position == log.stat().st_size
+    with open(log, "a") as f:
+        f.write("Jun  3 10:59:59 smtp1 postfix/qmgr[1]: half a li")
+    run(log)
+    logfile.refresh_from_db()
+    assert logfile.size - logfile.position == len("Jun  3 10:59:59 smtp1 postfix/qmgr[1]: half a li")
