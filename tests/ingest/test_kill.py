@@ -7,7 +7,14 @@ import time
 
 import pytest
 
-from tests.ingest.scratch import drop_database, dump, manage, popen, scratch_database
+from tests.ingest.scratch import (
+    drop_database,
+    dump,
+    lines_read,
+    manage,
+    popen,
+    scratch_database,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -41,19 +48,25 @@ def test_killed_runs_resumed_give_the_database_of_one_clean_run(sample_month, da
     glob = str(sample_month / "*" / "mail.log*")
     clean = databases()
     manage(clean, tmp_path, "ingest_maillog", "--no-progress", glob)
+    total = lines_read(clean)
     killed = databases()
     rng = random.Random(1)
+    # Kill points chosen by progress, not by the clock: after 6 random amounts of lines
+    # have been committed, plus a random moment into the next batch.
+    targets = sorted(rng.uniform(0.05, 0.9) * total for _ in range(6))
     kills = 0
-    for _ in range(12):
+    for target in targets:
         proc = popen(killed, tmp_path, "ingest_maillog", "--no-progress", glob)
-        time.sleep(rng.uniform(0.8, 2.0))  # Django starts in about 0.7 s
-        if proc.poll() is not None:
-            break
-        proc.kill()  # SIGKILL: no cleanup, no atexit, mid-transaction
+        while proc.poll() is None and lines_read(killed) < target:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0, 0.15))
+        if proc.poll() is None:
+            proc.kill()  # SIGKILL: no cleanup, no atexit, mid-transaction
+            kills += 1
         proc.wait()
-        kills += 1
+    assert 0 < lines_read(killed) < total
     manage(killed, tmp_path, "ingest_maillog", "--no-progress", glob)
-    assert kills >= 5, "the run finished before it could be killed five times"
+    assert kills >= 5, "the runs finished before they could be killed five times"
     assert dump(killed, tmp_path) == dump(clean, tmp_path)
 
 
