@@ -106,20 +106,16 @@ _DELIVERY_ANY = re.compile(
 )
 _QUEUED_AS = re.compile(r"queued as ([0-9A-Za-z]+)")
 
-# smtpd: which kind of useful line this is, if any (connect, disconnect, TLS, lost
-# connection... fail on their first word).
+# smtpd: the useful lines and their fields in one match (connect, disconnect, TLS, lost
+# connection... fail on their first word). The empty groups name the kind (lastgroup).
 _SMTPD = re.compile(
-    rf"(?P<qid>{_QID}|NOQUEUE): (?:(?P<client>client=)|(?P<action>{_ACTIONS}): )"
-    r"|(?P<sasl>warning: [^\s\[]*\[[^\]]*\](?::\d{1,5})?: SASL \S+ authentication failed)"
-)
-_CLIENT = re.compile(  # after "client="
-    r"(?P<name>[^\s\[]*)\[(?P<ip>[^\]]*)\](?::\d{1,5})?"
-    r"(?:, sasl_method=(?P<method>[^,]*))?(?:, sasl_username=(?P<user>[^,]*))?"
-)
-_SASL_FAILED = re.compile(
-    r"warning: (?P<name>[^\s\[]*)\[(?P<ip>[^\]]*)\](?::\d{1,5})?: "
-    r"SASL (?P<method>[^\s:]+) authentication failed(?::? ?(?P<reason>.*?))?"
-    r"(?:, sasl_username=(?P<user>.*))?$"
+    rf"(?P<qid>{_QID}|NOQUEUE): (?:"
+    r"client=(?P<name>[^\s\[]*)\[(?P<ip>[^\]]*)\](?::\d{1,5})?"
+    r"(?:, sasl_method=(?P<method>[^,]*))?(?:, sasl_username=(?P<user>[^,]*))?(?P<client>)"
+    rf"|(?P<action>{_ACTIONS}): )"
+    r"|warning: (?P<f_name>[^\s\[]*)\[(?P<f_ip>[^\]]*)\](?::\d{1,5})?: "
+    r"SASL (?P<f_method>[^\s:]+) authentication failed(?::? ?(?P<f_reason>.*?))?"
+    r"(?:, sasl_username=(?P<f_user>.*))?(?P<sasl>)$"
 )
 _QMGR = re.compile(
     rf"(?P<qid>{_QID}): (?:"
@@ -129,8 +125,8 @@ _QMGR = re.compile(
     r"|(?P<to>to=)"
     r"|(?P<other_from>from=<))"
 )
-_CLEANUP = re.compile(
-    rf"(?P<qid>{_QID}): (?:message-id=(?P<message_id>.*)|(?P<action>{_ACTIONS}): )"
+_CLEANUP = re.compile(  # a message-id without its angle brackets (and what trails them)
+    rf"(?P<qid>{_QID}): (?:message-id=\s*<?(?P<message_id>[^>]*)|(?P<action>{_ACTIONS}): )"
 )
 _PICKUP = re.compile(rf"(?P<qid>{_QID}): uid=\d{{1,10}} from=<(?P<sender>.*)>")
 _BOUNCE = re.compile(
@@ -380,18 +376,20 @@ def _smtpd(msg: str) -> Record | str:
         return UNINTERESTING  # connect, disconnect, lost connection, timeout...
     m = _SMTPD.match(msg)
     if m is None:
-        return UNINTERESTING  # TLS, warnings, proxy-accept...
+        if ": client=" in msg or "authentication failed" in msg:
+            return UNPARSED
+        return UNINTERESTING  # TLS, other warnings, proxy-accept...
     kind = m.lastgroup
-    if kind == "sasl":
-        return _sasl_failure(msg)
-    qid = m["qid"]
-    if qid == "NOQUEUE":
-        if kind == "client":
-            return UNINTERESTING  # `NOQUEUE: client=`: a before-queue proxy's session
-        qid = None
+    (qid, name, ip, method, user, _, action, f_name, f_ip, f_method, f_reason, f_user,
+     _) = m.groups()
     if kind == "client":
-        return _client(msg, m.end(), qid)
-    return _reject(msg, m.end(), m["action"], qid)
+        if qid == "NOQUEUE":
+            return UNINTERESTING  # `NOQUEUE: client=`: a before-queue proxy's session
+        return ClientLine(_PENDING, "", "", None, qid, name, ip, method or "", user or "")
+    if kind == "sasl":
+        return SaslFailure(_PENDING, "", "", None, None, f_name, f_ip, f_method, f_reason or "",
+                           f_user or "")
+    return _reject(msg, m.end(), action, None if qid == "NOQUEUE" else qid)
 
 
 def _qmgr(msg: str) -> Record | str:
@@ -399,14 +397,13 @@ def _qmgr(msg: str) -> Record | str:
     if m is None:
         return UNINTERESTING  # skipped, still being delivered; warning: ...
     kind = m.lastgroup
+    qid, sender, size, nrcpt, expired, _, _, _ = m.groups()
     if kind == "nrcpt":
-        qid, sender, size, nrcpt = m.group("qid", "sender", "size", "nrcpt")
         return QmgrFrom(_PENDING, "", "", None, qid, sender, int(size), int(nrcpt))
     if kind == "removed":
-        return QmgrRemoved(_PENDING, "", "", None, m["qid"])
+        return QmgrRemoved(_PENDING, "", "", None, qid)
     if kind == "expired":
-        qid, sender, status = m.group("qid", "sender", "expired")
-        return QmgrExpired(_PENDING, "", "", None, qid, sender, status == "force-expired")
+        return QmgrExpired(_PENDING, "", "", None, qid, sender, expired == "force-expired")
     if kind == "to":
         return _delivery(msg)  # qmgr defers recipients of a dead destination itself
     return UNPARSED  # from=<...> in no known form
@@ -457,9 +454,10 @@ def _cleanup(msg: str) -> Record | str:
     m = _CLEANUP.match(msg)
     if m is None:
         return UNINTERESTING  # header warning/info/replace/prepend, resent-message-id...
-    if m.lastgroup == "message_id":
-        return MessageIdLine(_PENDING, "", "", None, m["qid"], _unbracket(m["message_id"]))
-    return _reject(msg, m.end(), m["action"], m["qid"])
+    qid, message_id, action = m.groups()
+    if action is None:
+        return MessageIdLine(_PENDING, "", "", None, qid, message_id)
+    return _reject(msg, m.end(), action, qid)
 
 
 def _pickup(msg: str) -> Record | str:
@@ -494,22 +492,6 @@ def _postsuper(msg: str) -> Record | str:
 
 
 # -- grammars shared by several daemons ------------------------------------------------
-def _client(msg: str, p: int, qid: str) -> Record | str:
-    m = _CLIENT.match(msg, p)
-    if m is None:
-        return UNPARSED
-    name, ip, method, user = m.groups()
-    return ClientLine(_PENDING, "", "", None, qid, name, ip, method or "", user or "")
-
-
-def _sasl_failure(msg: str) -> Record | str:
-    m = _SASL_FAILED.match(msg)
-    if m is None:
-        return UNPARSED
-    name, ip, method, reason, user = m.groups()
-    return SaslFailure(_PENDING, "", "", None, None, name, ip, method, reason or "", user or "")
-
-
 def _reject(msg: str, p: int, action: str, qid: str | None) -> Record | str:
     """`STAGE from name[ip]: CODE DSN TEXT; from=<a> to=<b> proto=P helo=<h>` at p."""
     m = _REJECT_HEAD.match(msg, p)
@@ -554,15 +536,6 @@ def _check_reject(msg: str, p: int, action: str, qid: str | None) -> Record | st
             text = f"{what}: {reason.rstrip()}"
     return Reject(_PENDING, "", "", None, qid, action, stage, name, ip, code or "", dsn or "",
                   text, sender, recipient or "", helo or "")
-
-
-def _unbracket(value: str) -> str:
-    """A message-id as logged, without its angle brackets (and what trails them)."""
-    value = value.strip()
-    if value.startswith("<"):
-        end = value.find(">")
-        return value[1:end] if end > 0 else value[1:]
-    return value
 
 
 # The daemons whose lines can give a record; every other daemon's lines are skipped
