@@ -102,6 +102,9 @@ class InternalHops:
         for host in (delivery.relay_ip.lower(), delivery.relay_host.lower()):
             if host and (host in self.hosts or (host, port) in self.host_ports):
                 return True
+        if not delivery.relay_ip:  # a bracket-less "relay=127.0.0.1:2525"
+            host, port = _split_hop(delivery.relay.lower())
+            return host in self.hosts or (host, port) in self.host_ports
         return False
 
 

@@ -173,3 +173,14 @@ def test_days_are_local_days_of_the_configured_zone(db, logdir):
     run(write_log(logdir / "mail.log", text, MTIME))
     # 16:30 UTC is 00:30 the next day in Taipei.
     assert counts() == {("f@nthu.edu.tw", "2026-06-03", "sent"): 1}
+
+
+def test_a_hand_off_to_a_bracketless_filter_address_is_not_counted(db, logdir):
+    text = """
+    Jun  5 10:00:00 smtp1 postfix/qmgr[2]: GGGG1: from=<gina@nthu.edu.tw>, size=1, nrcpt=1 (queue active)
+    Jun  5 10:00:01 smtp1 postfix/smtp[4]: GGGG1: to=<x@example.com>, relay=127.0.0.1:2525, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as HHHH2)
+    Jun  5 10:00:02 smtp1 postfix/qmgr[2]: HHHH2: from=<gina@nthu.edu.tw>, size=2, nrcpt=1 (queue active)
+    Jun  5 10:00:03 smtp1 postfix/smtp[5]: HHHH2: to=<x@example.com>, relay=mx[192.0.2.1]:25, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 ok)
+    """
+    run(write_log(logdir / "mail.log", text, MTIME))
+    assert counts() == {("gina@nthu.edu.tw", "2026-06-05", "sent"): 1}
