@@ -7,9 +7,12 @@ import re
 import secrets
 import unicodedata
 
+from captcha.conf import settings as captcha_settings
 from captcha.fields import CaptchaField, CaptchaTextInput
+from captcha.models import CaptchaStore
 from django import forms
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 from django.utils.translation import get_language_info
 from django.utils.translation import gettext_lazy as _
@@ -72,6 +75,40 @@ class CaptchaInput(CaptchaTextInput):
     template_name = "queries/captcha_widget.html"  # a localized alt text, sized for phones
 
 
+class OnceCaptchaField(CaptchaField):
+    """django-simple-captcha's field, its challenge checked and burnt in one statement.
+
+    The library's clean() deletes every expired challenge of every visitor, reads this
+    one, then deletes it: three statements and two commits on every submit. Here a single
+    DELETE ... RETURNING burns the challenge, right or wrong, and says whether the answer
+    was right and in time, with the library's rules (answer trimmed and case-folded,
+    CAPTCHA_TEST_MODE's "passed"). Challenges nobody answered are removed by the
+    cleanup_captchas task.
+    """
+
+    def clean(self, value):
+        forms.MultiValueField.clean(self, value)  # required, and both parts present
+        response, value[1] = (value[1] or "").strip().lower(), ""
+        if not self.required and not response:
+            return value
+        stored = _burn_challenge(value[0])
+        if captcha_settings.CAPTCHA_TEST_MODE and response == "passed":
+            return value
+        if stored is None or stored[0] != response or not stored[1]:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return value
+
+
+def _burn_challenge(key: str) -> tuple[str, bool] | None:
+    """Delete the challenge: its answer and whether it had not expired, or None."""
+    table = CaptchaStore._meta.db_table
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table} WHERE hashkey = %s "
+                       "RETURNING response, expiration > %s", [key, now])
+        return cursor.fetchone()
+
+
 def language_choices() -> list[tuple[str, str]]:
     """Each language in its own name: English, 繁體中文."""
     return [(code, get_language_info(code)["name_local"]) for code, _name in settings.LANGUAGES]
@@ -93,7 +130,7 @@ class QueryForm(forms.Form):
                                                                                  "%Y/%m/%d"])
     end = forms.DateField(label=_("End"), widget=DateInput, input_formats=["%Y-%m-%d",
                                                                              "%Y/%m/%d"])
-    captcha = CaptchaField(
+    captcha = OnceCaptchaField(
         label=_("Verification code"), widget=CaptchaInput,
         help_text=_("Type the characters shown in the image."),
         error_messages={"invalid": _("The verification code was wrong or has expired; "
