@@ -6,6 +6,7 @@ CAPTCHA_TEST_MODE = True  # django-simple-captcha reads it at import: "PASSED" a
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CELERY_TASK_ALWAYS_EAGER = True  # unit tests run tasks in-process; worker tests start real ones
+CELERY_TASK_EAGER_PROPAGATES = True  # a failing task fails its test
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
