@@ -75,7 +75,9 @@ def events(transactional_db) -> dict[dt.date, int]:
         make_event(ADDRESS, Status.BOUNCED, yesterday + dt.timedelta(seconds=2),
                    recipient="c@example.com", dsn="5.1.1",
                    response="550 5.1.1 <c@example.com>: User unknown"),
-        make_event(ADDRESS, Status.DEFERRED, now - dt.timedelta(minutes=5),
+        # The first second of today (local): "today" whatever the time the test runs.
+        make_event(ADDRESS, Status.DEFERRED,
+                   now.astimezone(TZ).replace(hour=0, minute=0, second=1, microsecond=0),
                    recipient="d@example.com", dsn="4.2.2", response="452 4.2.2 Mailbox full"),
         make_event("ken@ee.nthu.edu.tw", Status.SENT, yesterday, recipient="k@example.com"),
     ])
