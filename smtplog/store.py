@@ -102,8 +102,6 @@ def stored_counts(day=None) -> Delta:
 
 def rebuild_counters(day) -> int:
     """Replace one day's counters by a recount of its events; returns the rows written."""
-    from smtplog.models import DailyCounter
-
     with transaction.atomic():
         DailyCounter.objects.filter(day=day).delete()
         delta = recount(day)

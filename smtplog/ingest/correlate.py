@@ -10,7 +10,6 @@ re-queued message keeps the original sender, client IP and SASL user.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from collections.abc import Iterable
 
 from smtplog.postfix import records as r
@@ -35,7 +34,7 @@ class MessageState:
     __slots__ = (
         "pk", "relay", "queue_id", "first_seen", "sender", "client_name", "client_ip",
         "sasl_method", "sasl_username", "size", "nrcpt", "message_id", "origin",
-        "auth_counted", "expired_at", "removed_at", "waiting", "db_waiting", "dirty",
+        "auth_counted", "expired_at", "removed_at", "waiting", "db_waiting",
     )
 
     def __init__(self, relay: str, queue_id: str, first_seen: dt.datetime, pk: int | None = None):
@@ -57,7 +56,6 @@ class MessageState:
         self.removed_at: dt.datetime | None = None
         self.waiting: list[EventRow] = []  # this batch's events waiting for the sender
         self.db_waiting = False  # stored events of this message wait for the sender
-        self.dirty = pk is None
 
 
 class EventRow:
@@ -118,12 +116,6 @@ def _split_hop(hop: str) -> tuple[str, int | None]:
     return hop, None
 
 
-def is_loopback(ip: str | None) -> bool:
-    try:
-        return bool(ip) and ipaddress.ip_address(ip).is_loopback
-    except ValueError:
-        return False
-
 
 class Correlator:
     """Turns records into events; holds the in-flight messages of every relay."""
@@ -146,7 +138,6 @@ class Correlator:
         self.new_aliases: dict[str, tuple[str, dt.datetime]] = {}  # login -> (sender, time)
 
     def _touch(self, msg: MessageState) -> MessageState:
-        msg.dirty = True
         self.touched[id(msg)] = msg
         return msg
 

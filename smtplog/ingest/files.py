@@ -16,7 +16,6 @@ import struct
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 FINGERPRINT_BYTES = 1024  # a first line longer than this is fingerprinted by its start
 _ROTATED = re.compile(r"^(?P<base>.+?)(?:[.-](?P<num>\d{1,3}))?(?P<gz>\.gz)?$")
@@ -135,6 +134,3 @@ def _skip(stream, n: int) -> None:
             break
         n -= len(chunk)
 
-
-def modified(path: str) -> float:
-    return Path(path).stat().st_mtime

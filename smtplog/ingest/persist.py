@@ -46,7 +46,6 @@ def load_correlator(tz: dt.tzinfo, internal_hops: list[str]) -> Correlator:
         for name in MESSAGE_FIELDS:
             if name != "origin":
                 setattr(state, name, getattr(m, name))
-        state.dirty = False
         state.db_waiting = m.pk in waiting
         states[m.pk] = state
         if m.origin_id:
@@ -61,7 +60,6 @@ def load_correlator(tz: dt.tzinfo, internal_hops: list[str]) -> Correlator:
             origin = MessageState(m.relay, m.queue_id, m.first_seen, pk=m.pk)
             origin.sender, origin.client_ip = m.sender, m.client_ip
             origin.sasl_username, origin.removed_at = m.sasl_username, m.removed_at
-            origin.dirty = False
         states[pk].origin = origin
     aliases = dict(LoginAlias.objects.values_list("login", "sender"))
     return Correlator(tz, InternalHops(internal_hops), states.values(), aliases)
@@ -118,7 +116,7 @@ class IdPool:
 
 def take_batch(correlator: Correlator, ids: IdPool) -> Batch:
     """The correlator's output since the last batch, as plain rows (ingesting thread)."""
-    messages = [m for m in correlator.touched.values() if m.dirty]
+    messages = list(correlator.touched.values())  # every message the batch changed
     new = [m for m in messages if m.pk is None]
     for state, pk in zip(new, ids.take(len(new)), strict=True):
         state.pk = pk
@@ -139,8 +137,6 @@ def take_batch(correlator: Correlator, ids: IdPool) -> Batch:
                  for login, (sender, seen) in correlator.new_aliases.items()],
         new_states=new,
     )
-    for m in messages:
-        m.dirty = False
     for event in events:
         if event.sender == UNKNOWN and event.message is not None:
             event.message.db_waiting = True
