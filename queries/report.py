@@ -6,9 +6,11 @@ nothing else; render_* turn a Report into the email, CSV, JSON or the staff's te
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import functools
+import gc
 import io
 import itertools
 import operator
@@ -17,7 +19,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import connection
+from django.db import connection, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -125,29 +127,56 @@ def details(address: str, begin: dt.date, end: dt.date) -> list[DetailRow]:
         Event.objects.for_sender(address).between(begin, end).order_by("time", "id")
         .values_list(*EVENT_FIELDS)
     )
-    rows = _fetch_with_native_times(events) if connection.vendor == "postgresql" else events
-    # DetailRow(number, *values) for each row, numbered from 1, without a Python-level call
-    # per row (a heavy sender has tens of thousands): (n,) + values, made a DetailRow.
-    numbered = map(operator.add, zip(itertools.count(1)), rows)
-    return list(map(functools.partial(tuple.__new__, DetailRow), numbered))
+    # A heavy sender has tens of thousands of rows: no Python-level call per row, and the
+    # cyclic garbage collector kept from walking the growing list over and over (none of
+    # these tuples, strings and datetimes can form a cycle).
+    with _collector_paused():
+        rows = _fetch_postgresql(events) if connection.vendor == "postgresql" else events
+        # DetailRow(number, *values) for each row, numbered from 1: (n,) + values, made a
+        # DetailRow, all by C-level calls.
+        numbered = map(operator.add, zip(itertools.count(1)), rows)
+        return list(map(functools.partial(tuple.__new__, DetailRow), numbered))
 
 
-def _fetch_with_native_times(events) -> list[tuple]:
-    """The rows, their timestamptz read by psycopg's own (C) loader, not Django's subclass.
+@contextlib.contextmanager
+def _collector_paused():
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
-    A heavy sender has tens of thousands of rows, and Django's Python loader spent most
-    of the report's time parsing their times. Both give aware datetimes in the
-    connection's time zone, which Django sets to UTC.
+
+def _fetch_postgresql(events) -> list[tuple]:
+    """The rows, in one statement planned as an index scan; times read by psycopg's C loader.
+
+    Plan: the sender's events come from the (sender, time) index already in time order,
+    so only ties need sorting (by id). PostgreSQL's estimate of that scan is pessimistic
+    (the index's first column, sender, says nothing of where its rows lie in the table,
+    though they lie in time order as they were ingested), so it picks a bitmap scan and a
+    full sort of every row instead: 24 ms against 18 for a sender of 20,000 events in a
+    10-million-event store. Bitmap scans are therefore turned off for this one statement,
+    and the setting is put back as it was.
+
+    Times: Django's Python loader spent most of the report's time parsing timestamps.
+    Both give aware datetimes in the connection's time zone, which Django sets to UTC.
     """
     import psycopg
     from psycopg.pq import Format
 
     oid = psycopg.adapters.types["timestamptz"].oid
     sql, params = events.query.sql_with_params()
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.cursor.adapters.register_loader(oid, psycopg.adapters.get_loader(oid, Format.TEXT))
+        cursor.execute("SELECT current_setting('enable_bitmapscan'), "
+                       "set_config('enable_bitmapscan', 'off', true)")
+        before = cursor.fetchone()[0]
         cursor.execute(sql, params)
-        return cursor.fetchall()
+        rows = cursor.fetchall()
+        cursor.execute("SELECT set_config('enable_bitmapscan', %s, true)", [before])
+        return rows
 
 
 _STATUS_DSN = operator.itemgetter(DetailRow._fields.index("status"), DetailRow._fields.index("dsn"))
