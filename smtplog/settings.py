@@ -225,6 +225,10 @@ SMTPLOG_INTERNAL_NEXT_HOPS = env_list(
     "SMTPLOG_INTERNAL_NEXT_HOPS", ["127.0.0.1", "::1", "localhost"]
 )
 SMTPLOG_INGEST_BATCH_LINES = env_int("SMTPLOG_INGEST_BATCH_LINES", 20000, minimum=100)
+# PostgreSQL: processes that ingest different relays' files side by side (1: one process),
+# once there are at least SMTPLOG_INGEST_PARALLEL_BYTES new bytes to read.
+SMTPLOG_INGEST_WORKERS = env_int("SMTPLOG_INGEST_WORKERS", 4, minimum=1)
+SMTPLOG_INGEST_PARALLEL_BYTES = env_int("SMTPLOG_INGEST_PARALLEL_BYTES", 16 * 2**20, minimum=0)
 
 # Scheduled work (celery beat); `expires` drops a run the workers could not start in time.
 CELERY_BEAT_SCHEDULE = {

@@ -70,14 +70,22 @@ def delete_events(queryset) -> int:
     return deleted
 
 
-def attribute_events(queryset, sender: str) -> int:
-    """Give unattributed events their sender, now that it is known, and count them."""
+def attribute_events(queryset, sender: str, delta: Delta | None = None) -> int:
+    """Give unattributed events their sender, now that it is known, and count them.
+
+    With `delta`, the counter increments are added to it for the caller to apply (once,
+    in sorted order, so that concurrent ingesters lock counter rows in one order).
+    """
     with transaction.atomic():
         pending = list(queryset.filter(sender="").values_list("id", "day", "status"))
         if not pending:
             return 0
         Event.objects.filter(id__in=[p[0] for p in pending]).update(sender=sender)
-        apply_delta(Counter((sender, day, status) for _, day, status in pending))
+        counts = Counter((sender, day, status) for _, day, status in pending)
+        if delta is None:
+            apply_delta(counts)
+        else:
+            delta.update(counts)
     return len(pending)
 
 

@@ -11,6 +11,7 @@ written (write_batch) — possibly by a writer thread while the next batch is pa
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,15 +34,25 @@ EVENT_COLUMNS = ("time", "day", "sender", "status", "message_id", "relay", "queu
 EVENT_TABLE = Event._meta.db_table
 
 
-def load_correlator(tz: dt.tzinfo, internal_hops: list[str]) -> Correlator:
-    """A correlator holding every message not yet removed, and the known SASL logins."""
+# Taken (per transaction) by a batch that adds login aliases or events waiting for one:
+# ingesters of different relays share the aliases, so such batches commit one at a time.
+ALIAS_LOCK = int.from_bytes(hashlib.sha256(b"smtplog-login-alias").digest()[:8], "big",
+                            signed=True)
+
+
+def load_correlator(tz: dt.tzinfo, internal_hops: list[str],
+                    relay: str | None = None) -> Correlator:
+    """A correlator holding the messages not yet removed (of one relay, or of all), and
+    the known SASL logins."""
     states: dict[int, MessageState] = {}
     origins: dict[int, int] = {}
-    waiting = set(
-        Event.objects.filter(sender=UNKNOWN, message__removed_at__isnull=True)
-        .values_list("message_id", flat=True).distinct()
-    )
-    for m in Message.objects.filter(removed_at__isnull=True).iterator(chunk_size=5000):
+    messages = Message.objects.filter(removed_at__isnull=True)
+    waiting_events = Event.objects.filter(sender=UNKNOWN, message__removed_at__isnull=True)
+    if relay is not None:
+        messages = messages.filter(relay=relay)
+        waiting_events = waiting_events.filter(message__relay=relay)
+    waiting = set(waiting_events.values_list("message_id", flat=True).distinct())
+    for m in messages.iterator(chunk_size=5000):
         state = MessageState(m.relay, m.queue_id, m.first_seen, pk=m.pk)
         for name in MESSAGE_FIELDS:
             if name != "origin":
@@ -77,6 +88,9 @@ class Batch:
     delta: Counter = field(default_factory=Counter)
     resolved: list[tuple[int, str]] = field(default_factory=list)  # (message pk, sender)
     aliases: list[tuple[str, str, dt.datetime]] = field(default_factory=list)
+    # Logins of this batch's SASL failures whose sender this ingester does not know: one
+    # learnt meanwhile by another ingester (another relay) is looked up at commit.
+    pending_logins: set[str] = field(default_factory=set)
     new_states: list[MessageState] = field(default_factory=list)  # main thread only
     position: Callable[[], None] | None = None  # moves the file's read position
 
@@ -136,6 +150,8 @@ def take_batch(correlator: Correlator, ids: IdPool) -> Batch:
         aliases=[(login, sender, seen)
                  for login, (sender, seen) in correlator.new_aliases.items()],
         new_states=new,
+        pending_logins={e.sasl_username for e in events
+                        if e.sender == UNKNOWN and e.message is None and e.sasl_username},
     )
     for event in events:
         if event.sender == UNKNOWN and event.message is not None:
@@ -151,21 +167,35 @@ def write_batch(batch: Batch) -> dict[int, int]:
     Returns the message ids it had to remap to rows already stored (see _write_messages).
     """
     with transaction.atomic():
+        if (batch.aliases or batch.pending_logins) and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ALIAS_LOCK])
         remap = _write_messages(batch)
         _insert_events(batch.events)
-        store.apply_delta(batch.delta)
+        delta = Counter(batch.delta)
         for pk, sender in batch.resolved:
-            store.attribute_events(Event.objects.filter(message_id=remap.get(pk, pk)), sender)
+            store.attribute_events(Event.objects.filter(message_id=remap.get(pk, pk)), sender,
+                                   delta)
         for login, sender, seen in batch.aliases:
             LoginAlias.objects.update_or_create(login=login,
                                                 defaults={"sender": sender, "last_seen": seen})
-            store.attribute_events(
-                Event.objects.filter(status=Status.AUTH_BLK, sasl_username=login, message=None),
-                sender,
-            )
+            _attribute_login(login, sender, delta)
+        if batch.pending_logins:
+            known = LoginAlias.objects.filter(login__in=batch.pending_logins)
+            for login, sender in known.values_list("login", "sender"):
+                _attribute_login(login, sender, delta)
+        store.apply_delta(delta)  # once, sorted: one lock order for every ingester
         if batch.position is not None:
             batch.position()
     return remap
+
+
+def _attribute_login(login: str, sender: str, delta: Counter) -> None:
+    """SASL failures under a bare login, stored before its sender was known."""
+    store.attribute_events(
+        Event.objects.filter(status=Status.AUTH_BLK, sasl_username=login, message=None),
+        sender, delta,
+    )
 
 
 def apply_remap(batch: Batch, remap: dict[int, int]) -> None:

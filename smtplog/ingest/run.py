@@ -21,15 +21,27 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from smtplog.ingest import files, persist
+from smtplog.ingest import files, parallel, persist
 from smtplog.models import LogFile
 from smtplog.postfix.parser import LineParser
+
+_LOCK = int.from_bytes(hashlib.sha256(b"smtplog-ingest").digest()[:8], "big", signed=True)
+# Held (shared) by every database session that writes batches: a new run first waits for
+# the sessions of a killed run's writers to end (their last commit may be in flight).
+WRITERS_LOCK = int.from_bytes(hashlib.sha256(b"smtplog-ingest-writers").digest()[:8], "big",
+                              signed=True)
+# Lines read from the start of a file to find which relay it belongs to.
+_PROBE_BYTES = 1 << 20
 
 log = logging.getLogger(__name__)
 
 
 class IngestBusy(Exception):
     """Another ingester holds the lock."""
+
+
+class IngestFailed(Exception):
+    """An ingest worker process failed; what was committed before stays."""
 
 
 @dataclass
@@ -64,17 +76,18 @@ def ingest_lock(wait: bool = True):
     lock; SQLite (one host): an flock next to the database.
     """
     if connection.vendor == "postgresql":
-        key = int.from_bytes(hashlib.sha256(b"smtplog-ingest").digest()[:8], "big", signed=True)
         with connection.cursor() as cursor:
             fn = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
-            cursor.execute(f"SELECT {fn}(%s)", [key])
+            cursor.execute(f"SELECT {fn}(%s)", [_LOCK])
             if not wait and not cursor.fetchone()[0]:
                 raise IngestBusy
+            cursor.execute("SELECT pg_advisory_lock(%s)", [WRITERS_LOCK])
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [WRITERS_LOCK])
         try:
             yield
         finally:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [_LOCK])
         return
     path = Path(settings.VAR_DIR) / "ingest.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,17 +106,99 @@ def ingest(patterns: list[str], progress: Callable[[int], None] | None = None,
     summary = Summary()
     tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
     with ingest_lock(wait=wait):
-        _fast_commits()
-        correlator = persist.load_correlator(tz, settings.SMTPLOG_INTERNAL_NEXT_HOPS)
-        with Writer() as writer:
-            for path in files.expand(patterns):
-                try:
-                    summary.add(_ingest_file(path, correlator, tz, writer, progress))
-                except OSError as exc:
-                    summary.errors.append(f"{path}: {exc.strerror or exc}")
-                    log.warning("cannot read %s: %s", path, exc)
+        writer_session()
+        paths = every_path = files.expand(patterns)
+        groups = _relay_groups(paths, tz)
+        if groups:
+            try:
+                done, paths = parallel.run(groups, settings.SMTPLOG_INGEST_WORKERS,
+                                           ingest_relay, writer_session, progress)
+            except parallel.WorkerFailed as exc:
+                raise (IngestBusy if exc.busy else IngestFailed)(str(exc)) from None
+            for part in done:
+                if part is not None:
+                    summary.add(part)
+            paths = sorted(paths, key=files.rotation_key)
+        if paths:
+            correlator = persist.load_correlator(tz, settings.SMTPLOG_INTERNAL_NEXT_HOPS)
+            with Writer() as writer:
+                for path in paths:
+                    _ingest_path(path, correlator, tz, writer, progress, summary)
+        summary.files = len(every_path)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def ingest_relay(relay: str, paths: list[str], progress: Callable[[int], None]) -> Summary:
+    """One relay's files, in order, in this process (an ingest worker)."""
+    tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    summary = Summary()
+    try:
+        correlator = persist.load_correlator(tz, settings.SMTPLOG_INTERNAL_NEXT_HOPS, relay)
+        with Writer(threaded=False) as writer:
+            for path in paths:
+                _ingest_path(path, correlator, tz, writer, progress, summary, relay)
+    except Exception as exc:
+        exc.summary = summary  # what was committed before it
+        raise
+    return summary
+
+
+def _ingest_path(path: str, correlator, tz, writer: Writer, progress, summary: Summary,
+                 relay: str | None = None) -> None:
+    try:
+        _ingest_file(path, correlator, tz, writer, progress, summary, relay)
+    except OSError as exc:
+        summary.errors.append(f"{path}: {exc.strerror or exc}")
+        log.warning("cannot read %s: %s", path, exc)
+
+
+def _relay_groups(paths: list[str], tz) -> list[tuple[str, list[str]]] | None:
+    """The files by relay, largest first, when they are worth reading side by side.
+
+    None (read them in this process) on SQLite, inside a transaction (tests), with one
+    relay or little to read, or when a file's relay cannot be told from its start.
+    """
+    if (connection.vendor != "postgresql" or connection.in_atomic_block
+            or settings.SMTPLOG_INGEST_WORKERS < 2 or "-" in paths or not parallel.can_fork()):
+        return None
+    groups: dict[str, list[str]] = {}
+    unread: dict[str, int] = {}
+    for path in paths:
+        try:
+            source = files.identify(path)
+            relay = source and _first_relay(source, tz)
+            if relay is None:
+                return None
+            groups.setdefault(relay, []).append(path)
+            unread[relay] = unread.get(relay, 0) + _unread_bytes(source)
+        except OSError:
+            return None  # reported when read in this process
+    if len(groups) < 2 or sum(unread.values()) < settings.SMTPLOG_INGEST_PARALLEL_BYTES:
+        return None
+    return sorted(groups.items(), key=lambda group: -unread[group[0]])
+
+
+def _first_relay(source: files.LogSource, tz) -> str | None:
+    """The relay host of the file's first Postfix line (within its first MiB)."""
+    parser = LineParser(tz)
+    read = 0
+    with files.open_stream(source.path, source.compressed) as stream:
+        for line in stream:
+            read += len(line)
+            if read > _PROBE_BYTES or not line.endswith(b"\n"):
+                break
+            rec = parser.parse(line)
+            if rec is not None:
+                return rec.host
+    return None
+
+
+def _unread_bytes(source: files.LogSource) -> int:
+    stored = LogFile.objects.filter(fingerprint=source.fingerprint).values_list(
+        "position", flat=True).first() or 0
+    size = _file_size(source) or 0
+    return max(size - stored % 2**32 if source.compressed else size - stored, 0)
 
 
 class Writer:
@@ -114,9 +209,15 @@ class Writer:
     a caller's transaction (tests), or on SQLite (one writer), it writes in this thread.
     """
 
+    def __init__(self, threaded: bool = True):
+        self.threaded = threaded
+
     def __enter__(self) -> Writer:
-        self.threaded = connection.vendor == "postgresql" and not connection.in_atomic_block
+        self.threaded = (self.threaded and connection.vendor == "postgresql"
+                         and not connection.in_atomic_block)
         self.pool = concurrent.futures.ThreadPoolExecutor(1) if self.threaded else None
+        if self.pool is not None:
+            self.pool.submit(writer_session).result()  # the thread's own connection
         self.pending: tuple[concurrent.futures.Future, persist.Batch] | None = None
         self.ids = persist.IdPool()
         return self
@@ -154,31 +255,31 @@ def _close_thread_connection() -> None:
 
 
 def _write_in_thread(batch: persist.Batch) -> dict[int, int]:
-    with connection.cursor() as cursor:  # this thread's own connection
-        if connection.vendor == "postgresql":
-            cursor.execute("SET synchronous_commit TO off")
-    return persist.write_batch(batch)
+    return persist.write_batch(batch)  # in this thread's own connection
 
 
-def _fast_commits() -> None:
-    """Don't wait for the WAL flush at each commit (PostgreSQL).
+def writer_session() -> None:
+    """Set up this thread's database session for writing batches (PostgreSQL).
 
-    Safe here: a batch's rows and its file position commit together, so if the server
-    crashes and loses the last commits, their lines are simply read again.
+    Commits don't wait for the WAL flush: a batch's rows and its file position commit
+    together, so if the server crashes and loses the last commits, their lines are
+    simply read again. And the session holds WRITERS_LOCK (shared) until it ends.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET synchronous_commit TO off")
+            cursor.execute("SELECT pg_advisory_lock_shared(%s)", [WRITERS_LOCK])
 
 
-def _ingest_file(path: str, correlator, tz, writer: Writer, progress) -> Summary:
-    summary = Summary(files=1)
+def _ingest_file(path: str, correlator, tz, writer: Writer, progress, summary: Summary,
+                 relay: str | None) -> None:
+    """Read the file on from its stored position; `relay`: refuse lines of any other."""
     if path == "-":
         source = files.LogSource("-", "stdin-" + timezone.now().isoformat(), time.time(), False)
     else:
         source = files.identify(path)
         if source is None:
-            return summary  # no complete first line yet
+            return  # no complete first line yet
     logfile, _ = LogFile.objects.get_or_create(
         fingerprint=source.fingerprint, defaults={"path": path}
     )
@@ -187,7 +288,7 @@ def _ingest_file(path: str, correlator, tz, writer: Writer, progress) -> Summary
         LogFile.objects.filter(pk=logfile.pk).update(size=size)
     if source.compressed and size == logfile.position % 2**32:
         _note_path(logfile, path)
-        return summary  # an archive read to its end before it was compressed
+        return  # an archive read to its end before it was compressed
     reference = dt.datetime.fromtimestamp(source.mtime, tz)
     parser = LineParser(tz, reference=reference, year=logfile.year_anchor,
                         last_month=logfile.last_month)
@@ -200,6 +301,8 @@ def _ingest_file(path: str, correlator, tz, writer: Writer, progress) -> Summary
             for line in lines:
                 rec = parser.parse(line)
                 if rec is not None:
+                    if relay is not None and rec.host != relay:
+                        raise parallel.ForeignRelay(rec.host)
                     parsed += 1
                     last_time = rec.time
                     correlator.feed(rec)
@@ -217,7 +320,6 @@ def _ingest_file(path: str, correlator, tz, writer: Writer, progress) -> Summary
             if progress:
                 progress(len(lines))
     summary.skipped.update(parser.stats)
-    return summary
 
 
 def _advance(pk: int, path: str, lines_before: int, old: int, new: int, lines: int,

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tests import services
 from tests.ingest.scratch import (
     drop_database,
     dump,
@@ -41,8 +42,19 @@ def databases(tmp_path):
         drop_database(url)
 
 
+@pytest.fixture(params=["one process", "relays side by side"])
+def mode(request, monkeypatch):
+    """Ingest in one process, or one worker process per relay (PostgreSQL only)."""
+    if request.param == "one process":
+        monkeypatch.setenv("SMTPLOG_INGEST_WORKERS", "1")
+    else:
+        services.require_postgres()
+        monkeypatch.setenv("SMTPLOG_INGEST_PARALLEL_BYTES", "0")
+    return request.param
+
+
 def test_killed_runs_resumed_give_the_database_of_one_clean_run(sample_month, databases,
-                                                                tmp_path, monkeypatch):
+                                                                tmp_path, monkeypatch, mode):
     # Small batches: many commits, so the kills land between and inside them.
     monkeypatch.setenv("SMTPLOG_INGEST_BATCH_LINES", "300")
     glob = str(sample_month / "*" / "mail.log*")
@@ -70,7 +82,7 @@ def test_killed_runs_resumed_give_the_database_of_one_clean_run(sample_month, da
     assert dump(killed, tmp_path) == dump(clean, tmp_path)
 
 
-def test_two_ingesters_at_once_count_nothing_twice(sample_month, databases, tmp_path):
+def test_two_ingesters_at_once_count_nothing_twice(sample_month, databases, tmp_path, mode):
     glob = str(sample_month / "*" / "mail.log*")
     clean = databases()
     manage(clean, tmp_path, "ingest_maillog", "--no-progress", glob)

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from smtplog.ingest import files
-from smtplog.ingest.run import IngestBusy, Summary, ingest
+from smtplog.ingest.run import IngestBusy, IngestFailed, Summary, ingest
 
 
 class Command(BaseCommand):
@@ -42,6 +42,8 @@ class Command(BaseCommand):
             self.stdout.write("stopped")
         except IngestBusy as exc:
             raise CommandError(f"another ingester is running ({exc})") from None
+        except IngestFailed as exc:
+            raise CommandError(f"ingestion stopped: {exc}") from None
 
     def run_once(self, paths: list[str], show_progress: bool) -> Summary:
         bar = tqdm(unit=" lines", unit_scale=True, disable=not show_progress,

@@ -1,0 +1,125 @@
+"""Relays ingested side by side, one worker process each (PostgreSQL): same database as one
+process would make, what the relays share (login aliases, counters) kept right, and files
+that mix relays read on in one process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zoneinfo
+
+import pytest
+
+from smtplog.ingest import parallel
+from smtplog.models import Event, LoginAlias
+from tests import services
+from tests.ingest.conftest import counts, event_rows, run, write_log
+from tests.ingest.test_accuracy import expected_counts
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+TZ = zoneinfo.ZoneInfo("Asia/Taipei")
+MTIME = dt.datetime(2026, 6, 30, 12, 0, tzinfo=TZ)
+
+
+@pytest.fixture
+def side_by_side(settings, monkeypatch):
+    """Workers whatever the size of the files; records what each parallel run did."""
+    services.require_postgres()
+    settings.SMTPLOG_INGEST_PARALLEL_BYTES = 0
+    settings.SMTPLOG_INGEST_WORKERS = 4
+    runs = []
+    real = parallel.run
+
+    def spy(groups, *args, **kwargs):
+        done, leftover = real(groups, *args, **kwargs)
+        runs.append({"relays": sorted(relay for relay, _ in groups), "leftover": leftover})
+        return done, leftover
+
+    monkeypatch.setattr(parallel, "run", spy)
+    return runs
+
+
+def test_a_month_of_three_relays_side_by_side_is_counted_exactly(side_by_side, tmp_path):
+    from smtplog.sample import generate
+
+    out = tmp_path / "maillog"
+    generate(out, days=31, end=dt.date(2026, 11, 27), relays=3, messages_per_day=120, seed=11)
+    summary = run(out / "*" / "mail.log*")
+    assert side_by_side == [{"relays": ["smtp1", "smtp2", "smtp3"], "leftover": []}]
+    assert not summary.errors
+    assert summary.lines == json.loads((out / "expected.json").read_text())["lines"]
+    assert counts() == expected_counts(out)
+
+
+SUCCESS = """
+Jun 11 08:00:00 {relay} postfix/submission/smtpd[3]: CCCC3: client=pc[140.114.2.2], sasl_method=PLAIN, sasl_username=dave
+Jun 11 08:00:00 {relay} postfix/qmgr[4]: CCCC3: from=<dave@math.nthu.edu.tw>, size=10, nrcpt=1 (queue active)
+Jun 11 08:00:01 {relay} postfix/smtp[5]: CCCC3: to=<y@example.com>, relay=mx[192.0.2.1]:25, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 ok)
+Jun 11 08:00:01 {relay} postfix/qmgr[4]: CCCC3: removed
+"""
+FAILURES = """
+Jun 10 08:00:00 {relay} postfix/submission/smtpd[2]: warning: unknown[203.0.113.6]: SASL LOGIN authentication failed: authentication failure, sasl_username=dave
+Jun 12 08:00:05 {relay} postfix/submission/smtpd[2]: warning: unknown[203.0.113.6]: SASL PLAIN authentication failed: authentication failure, sasl_username=dave
+"""
+
+
+@pytest.mark.parametrize("repeat", range(3))  # the workers' timing differs run to run
+def test_a_login_learnt_on_one_relay_attributes_failures_on_another(side_by_side, tmp_path,
+                                                                      repeat):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_log(tmp_path / "a" / "mail.log", SUCCESS.format(relay="smtp1"), MTIME)
+    write_log(tmp_path / "b" / "mail.log", FAILURES.format(relay="smtp2") * 50, MTIME)
+    run(tmp_path / "*" / "mail.log")
+    assert side_by_side[0]["relays"] == ["smtp1", "smtp2"]
+    dave = "dave@math.nthu.edu.tw"
+    assert counts() == {
+        (dave, "2026-06-10", "auth_blk"): 50,
+        (dave, "2026-06-12", "auth_blk"): 50,
+        (dave, "2026-06-11", "auth_rcv"): 1,
+        (dave, "2026-06-11", "sent"): 1,
+    }
+    assert list(LoginAlias.objects.values_list("login", "sender")) == [("dave", dave)]
+    assert not Event.objects.filter(sender="").exists()
+
+
+def test_a_file_holding_lines_of_another_relay_is_read_on_in_one_process(side_by_side,
+                                                                         tmp_path, settings):
+    settings.SMTPLOG_INGEST_BATCH_LINES = 100
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    mixed = SUCCESS.format(relay="smtp1").replace("CCCC3", "AAAA1")
+    mixed += "".join(SUCCESS.format(relay="smtp1").replace("CCCC3", f"AB{i:04d}")
+                     for i in range(60))
+    mixed += SUCCESS.format(relay="smtp2").replace("CCCC3", "BBBB2")  # smtp2, in smtp1's file
+    write_log(tmp_path / "a" / "mail.log", mixed, MTIME)
+    write_log(tmp_path / "b" / "mail.log", FAILURES.format(relay="smtp2"), MTIME)
+    summary = run(tmp_path / "*" / "mail.log")
+    [parallel_run] = side_by_side
+    assert parallel_run["leftover"] == [str(tmp_path / "a" / "mail.log")]
+    assert not summary.errors
+    dave = "dave@math.nthu.edu.tw"
+    assert counts() == {
+        (dave, "2026-06-10", "auth_blk"): 1,
+        (dave, "2026-06-12", "auth_blk"): 1,
+        (dave, "2026-06-11", "auth_rcv"): 62,
+        (dave, "2026-06-11", "sent"): 62,
+    }
+    assert summary.lines == 62 * 4 + 2
+    stored = event_rows()
+    run(tmp_path / "*" / "mail.log")  # nothing new: nothing changes
+    assert event_rows() == stored
+
+
+def test_one_relay_or_little_to_read_stays_in_one_process(settings, tmp_path, monkeypatch):
+    services.require_postgres()
+    called = []
+    monkeypatch.setattr(parallel, "run", lambda *a, **k: called.append(a))
+    write_log(tmp_path / "mail.log", SUCCESS.format(relay="smtp1"), MTIME)
+    run(tmp_path / "mail.log")  # one relay
+    (tmp_path / "b").mkdir()
+    write_log(tmp_path / "b" / "mail.log", FAILURES.format(relay="smtp2"), MTIME)
+    run(tmp_path / "mail.log", tmp_path / "b" / "mail.log")  # 16 MiB is the default floor
+    assert called == []
+    assert counts()[("dave@math.nthu.edu.tw", "2026-06-10", "auth_blk")] == 1
