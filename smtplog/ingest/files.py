@@ -117,9 +117,12 @@ def read_batches(stream, position: int, batch_lines: int) -> Iterator[tuple[list
             carry = chunk
             continue
         carry = chunk[end + 1:]
-        for line in chunk[:end].split(b"\n"):
-            lines.append(line)
-            offset += len(line) + 1
+        new = chunk[:end].split(b"\n")
+        while new:  # fill the batch; its position is the bytes of its lines + newlines
+            room = batch_lines - len(lines)
+            taken, new = new[:room], new[room:]
+            lines += taken
+            offset += sum(map(len, taken)) + len(taken)
             if len(lines) >= batch_lines:
                 yield lines, offset
                 lines = []

@@ -44,11 +44,16 @@ def run(groups: list[tuple[str, list[str]]], workers: int,
         progress: Callable[[int], None] | None) -> tuple[list, list[str]]:
     """Run `work(relay, paths, progress)` for each group in up to `workers` processes.
 
-    Returns the summaries the groups returned (or, for a group that met a line of another
-    relay, what it committed before) and the paths of those interrupted groups, which
-    the caller reads on in one process. Raises WorkerFailed after all workers stopped
-    when one of them failed.
+    This process is one of them (one process fewer to hold in memory); the others are
+    forked. Returns the summaries the groups returned (or, for a group that met a line
+    of another relay, what it committed before) and the paths of those interrupted
+    groups, which the caller reads on in one process. Raises WorkerFailed after all
+    workers stopped when one of them failed; an error of this process's own group is
+    raised as it is, the forked workers killed (their open transactions roll back).
     """
+    for conn in connections.all(initialized_only=True):
+        if conn.in_atomic_block:
+            raise RuntimeError("cannot fork ingest workers inside a transaction")
     ctx = multiprocessing.get_context("fork")
     tasks, results = ctx.Queue(), ctx.Queue()
     count = min(workers, len(groups))
@@ -56,67 +61,96 @@ def run(groups: list[tuple[str, list[str]]], workers: int,
         tasks.put(index)
     for _ in range(count):
         tasks.put(None)
-    for conn in connections.all(initialized_only=True):
-        if conn.in_atomic_block:
-            raise RuntimeError("cannot fork ingest workers inside a transaction")
     procs = [ctx.Process(target=_worker, args=(groups, tasks, results, os.getpid(), work, setup),
-                         name=f"ingest-worker-{n}") for n in range(count)]
+                         name=f"ingest-worker-{n}") for n in range(count - 1)]
     for proc in procs:
         proc.start()
+    collector = _Collector(groups, procs, results, progress)
     try:
-        return _collect(groups, procs, results, progress)
+        while (index := tasks.get()) is not None:
+            relay, paths = groups[index]
+            try:
+                collector.summaries.append(work(relay, paths, collector.progress_here))
+            except ForeignRelay as exc:
+                collector.summaries.append(exc.summary)
+                collector.leftover.extend(paths)
+        collector.wait()
     finally:
         for proc in procs:  # after an exception here (Ctrl-C, a time limit) too
             if proc.is_alive():
                 proc.kill()
             proc.join()
+    return collector.result()
 
 
-def _collect(groups, procs, results, progress) -> tuple[list, list[str]]:
-    count = len(procs)
-    summaries, leftover, failures = [], [], []
-    started: dict[int, int] = {}  # group index -> worker pid
-    ended: set[int] = set()
-    exited = 0
-    while exited < count:
-        try:
-            kind, *data = results.get(timeout=0.5)
-        except queue.Empty:
-            if any(proc.is_alive() for proc in procs):
-                continue
-            try:  # all gone: take what they said last, then stop waiting
-                kind, *data = results.get(timeout=0.5)
+class _Collector:
+    """What the forked workers report, read between this process's own batches."""
+
+    def __init__(self, groups, procs, results, progress):
+        self.groups, self.procs, self.results, self.progress = groups, procs, results, progress
+        self.summaries: list = []
+        self.leftover: list[str] = []
+        self.failures: list[tuple[bool, str]] = []
+        self.started: dict[int, int] = {}  # group index -> worker pid
+        self.ended: set[int] = set()
+        self.exited = 0
+
+    def progress_here(self, lines: int) -> None:
+        if self.progress:
+            self.progress(lines)
+        while True:
+            try:
+                self._take(*self.results.get_nowait())
             except queue.Empty:
-                break
+                return
+
+    def wait(self) -> None:
+        """Until every forked worker has exited (or died)."""
+        while self.exited < len(self.procs):
+            try:
+                message = self.results.get(timeout=0.5)
+            except queue.Empty:
+                if any(proc.is_alive() for proc in self.procs):
+                    continue
+                try:  # all gone: take what they said last, then stop waiting
+                    message = self.results.get(timeout=0.5)
+                except queue.Empty:
+                    break
+            self._take(*message)
+        for proc in self.procs:
+            proc.join(timeout=10)
+
+    def _take(self, kind: str, *data) -> None:
         if kind == "progress":
-            if progress:
-                progress(data[0])
+            if self.progress:
+                self.progress(data[0])
         elif kind == "start":
-            started[data[0]] = data[1]
+            self.started[data[0]] = data[1]
         elif kind == "done":
-            ended.add(data[0])
-            summaries.append(data[1])
+            self.ended.add(data[0])
+            self.summaries.append(data[1])
         elif kind == "foreign":
-            ended.add(data[0])
-            summaries.append(data[1])
-            leftover.extend(groups[data[0]][1])
+            self.ended.add(data[0])
+            self.summaries.append(data[1])
+            self.leftover.extend(self.groups[data[0]][1])
         elif kind == "error":
-            ended.add(data[0])
-            summaries.append(data[1])
-            failures.append((data[2], data[3]))
+            self.ended.add(data[0])
+            self.summaries.append(data[1])
+            self.failures.append((data[2], data[3]))
         elif kind == "exit":
-            exited += 1
-    for proc in procs:
-        proc.join(timeout=10)
-    for index, pid in started.items():
-        if index not in ended:
-            code = next((p.exitcode for p in procs if p.pid == pid), None)
-            failures.append((False, f"{groups[index][0]}: the worker process ended before "
-                                    f"finishing (exit code {code}); run again to go on"))
-    if failures:
-        raise WorkerFailed("; ".join(message for _, message in failures),
-                           busy=all(busy for busy, _ in failures))
-    return summaries, leftover
+            self.exited += 1
+
+    def result(self) -> tuple[list, list[str]]:
+        for index, pid in self.started.items():
+            if index not in self.ended:
+                code = next((p.exitcode for p in self.procs if p.pid == pid), None)
+                self.failures.append((False, f"{self.groups[index][0]}: the worker process "
+                                             f"ended before finishing (exit code {code}); "
+                                             "run again to go on"))
+        if self.failures:
+            raise WorkerFailed("; ".join(message for _, message in self.failures),
+                               busy=all(busy for busy, _ in self.failures))
+        return self.summaries, self.leftover
 
 
 def _worker(groups, tasks, results, parent: int, work: Callable, setup: Callable) -> None:

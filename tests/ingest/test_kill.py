@@ -65,13 +65,13 @@ def test_killed_runs_resumed_give_the_database_of_one_clean_run(sample_month, da
     rng = random.Random(1)
     # Kill points chosen by progress, not by the clock: after 6 random amounts of lines
     # have been committed, plus a random moment into the next batch.
-    targets = sorted(rng.uniform(0.05, 0.9) * total for _ in range(6))
+    targets = sorted(rng.uniform(0.05, 0.8) * total for _ in range(6))
     kills = 0
     for target in targets:
         proc = popen(killed, tmp_path, "ingest_maillog", "--no-progress", glob)
         while proc.poll() is None and lines_read(killed) < target:
             time.sleep(0.02)
-        time.sleep(rng.uniform(0, 0.15))
+        time.sleep(rng.uniform(0, 0.04))
         if proc.poll() is None:
             proc.kill()  # SIGKILL: no cleanup, no atexit, mid-transaction
             kills += 1
