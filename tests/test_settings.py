@@ -74,6 +74,8 @@ SMTPLOG_DEFAULTS = {
     "SMTPLOG_MAILLOG_GLOBS": [str(VAR / "maillog" / "*")],
     "SMTPLOG_INTERNAL_NEXT_HOPS": ["127.0.0.1", "::1", "localhost"],
     "SMTPLOG_INGEST_BATCH_LINES": 20000,
+    "SMTPLOG_INGEST_WORKERS": 4,
+    "SMTPLOG_INGEST_PARALLEL_BYTES": 16 * 2**20,
 }
 
 
@@ -241,6 +243,8 @@ PRODUCTION = {
     "SMTPLOG_MAILLOG_GLOBS": "/var/log/relays/*/mail.log* /var/log/mail.log",
     "SMTPLOG_INTERNAL_NEXT_HOPS": "127.0.0.1:10025 [::1]:10025",
     "SMTPLOG_INGEST_BATCH_LINES": "50000",
+    "SMTPLOG_INGEST_WORKERS": "2",
+    "SMTPLOG_INGEST_PARALLEL_BYTES": "0",
 }
 
 
@@ -292,6 +296,8 @@ class TestProductionValues:
                                                     "/var/log/mail.log"]
         assert loaded["SMTPLOG_INTERNAL_NEXT_HOPS"] == ["127.0.0.1:10025", "[::1]:10025"]
         assert loaded["SMTPLOG_INGEST_BATCH_LINES"] == 50000
+        assert loaded["SMTPLOG_INGEST_WORKERS"] == 2
+        assert loaded["SMTPLOG_INGEST_PARALLEL_BYTES"] == 0
         # A setting added to SMTPLOG_DEFAULTS needs a production value here too.
         unchanged = [n for n, default in SMTPLOG_DEFAULTS.items() if loaded[n] == default]
         assert unchanged == []
