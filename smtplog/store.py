@@ -37,17 +37,24 @@ def apply_delta(delta: Delta) -> None:
     table = DailyCounter._meta.db_table
     columns = ", ".join(COUNTER_FIELDS)
     updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in COUNTER_FIELDS)
-    placeholders = ", ".join(["%s"] * (2 + len(COUNTER_FIELDS)))
-    sql = (
-        f"INSERT INTO {table} (sender, day, {columns}) VALUES ({placeholders}) "
-        f"ON CONFLICT (sender, day) DO UPDATE SET {updates}"
-    )
     params = [
         (sender, day, *(counts[c] for c in COUNTER_FIELDS))
         for (sender, day), counts in sorted(rows.items())  # sorted: a stable lock order
     ]
+    conflict = f"ON CONFLICT (sender, day) DO UPDATE SET {updates}"
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        if connection.vendor == "postgresql":  # one statement: the rows as arrays, in order
+            arrays = ", ".join(["%s::varchar[]", "%s::date[]"]
+                               + ["%s::integer[]"] * len(COUNTER_FIELDS))
+            cursor.execute(f"INSERT INTO {table} (sender, day, {columns}) "
+                           f"SELECT sender, day, {columns} FROM unnest({arrays}) "
+                           f"WITH ORDINALITY AS r(sender, day, {columns}, n) "
+                           f"ORDER BY n {conflict}",
+                           [list(column) for column in zip(*params, strict=True)])
+        else:
+            placeholders = ", ".join(["%s"] * (2 + len(COUNTER_FIELDS)))
+            cursor.executemany(f"INSERT INTO {table} (sender, day, {columns}) "
+                               f"VALUES ({placeholders}) {conflict}", params)
 
 
 def add_events(events: list[Event], batch_size: int = 5000) -> list[Event]:
