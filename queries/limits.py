@@ -29,28 +29,6 @@ def _lock(*keys: str) -> None:
                        ids)
 
 
-def over_limit(address: str, net: str, now: dt.datetime) -> bool:
-    """Both limits in one query (the 24 h window holds the hour's).
-
-    Plain SQL, as the ORM would write it: this runs on every submit, and compiling the
-    ORM's aggregate cost several times the query itself.
-    """
-    table = Query._meta.db_table
-    adapt = connection.ops.adapt_datetimefield_value
-    day_ago, hour_ago = adapt(now - ADDRESS_WINDOW), adapt(now - NET_WINDOW)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT COUNT(CASE WHEN address = %s THEN 1 END), "
-            "COUNT(CASE WHEN client_net = %s AND created >= %s THEN 1 END) "
-            f"FROM {table} WHERE by_staff = %s AND outcome <> %s AND created >= %s "
-            "AND (address = %s OR (client_net = %s AND created >= %s))",
-            [address, net, hour_ago, False, Query.Outcome.LIMITED, day_ago, address, net,
-             hour_ago])
-        by_address, by_net = cursor.fetchone()
-    return (by_address >= settings.SMTPLOG_LIMIT_PER_ADDRESS
-            or by_net >= settings.SMTPLOG_LIMIT_PER_IP)
-
-
 def record_query(*, address: str, begin: dt.date, end: dt.date, client_ip: str, net: str,
                  language: str, token: str = "") -> Query:
     """Record a form query: pending, or limited when a limit is reached.
@@ -62,29 +40,52 @@ def record_query(*, address: str, begin: dt.date, end: dt.date, client_ip: str, 
     """
     now = timezone.now()
     _lock(f"address:{address}", f"net:{net}")
-    outcome = Query.Outcome.LIMITED if over_limit(address, net, now) else Query.Outcome.PENDING
     query = Query(address=address, begin=begin, end=end, client_ip=client_ip, client_net=net,
-                  language=language, created=now, outcome=outcome, form_token=token or None)
-    _insert(query)
+                  language=language, created=now, outcome=Query.Outcome.PENDING,
+                  form_token=token or None)
+    _insert_counted(query)
     return query
 
 
-def _insert(query: Query) -> None:
-    """query.save() for a new row, without the ORM's per-call compiling (every submit runs it).
+def _insert_counted(query: Query) -> None:
+    """Count the limits and insert the row, pending or limited, in one statement.
 
-    Every concrete field is written, its value prepared by the field itself, as save() does.
+    Plain SQL, as query.save() and the ORM's aggregate would write it, without compiling
+    them on every submit. Both limits are counted by one scan (the 24 h window holds the
+    hour's). The statement starts after _lock() returned, so its snapshot sees every query
+    recorded by whoever held the lock before. Every concrete field is written, its value
+    prepared by the field itself, as save() does; the outcome is chosen by the counts.
     """
     meta = query._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    sql = f"INSERT INTO {meta.db_table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
-    returning = connection.features.can_return_columns_from_insert
-    if returning:
-        sql += f" RETURNING {connection.ops.quote_name(meta.pk.column)}"
+    quote = connection.ops.quote_name
+    adapt = connection.ops.adapt_datetimefield_value
+    values, params = [], []
+    for f in fields:
+        if f.name == "outcome":
+            values.append("CASE WHEN counts.by_address >= %s OR counts.by_net >= %s "
+                          "THEN %s ELSE %s END")
+            params += [settings.SMTPLOG_LIMIT_PER_ADDRESS, settings.SMTPLOG_LIMIT_PER_IP,
+                       Query.Outcome.LIMITED, Query.Outcome.PENDING]
+        else:
+            values.append("%s")
+            params.append(f.get_db_prep_save(f.pre_save(query, True), connection))
+    day_ago, hour_ago = adapt(query.created - ADDRESS_WINDOW), adapt(query.created - NET_WINDOW)
+    address, net = query.address, query.client_net
+    sql = (
+        f"INSERT INTO {meta.db_table} ({', '.join(quote(f.column) for f in fields)}) "
+        f"SELECT {', '.join(values)} FROM ("
+        "SELECT COUNT(CASE WHEN address = %s THEN 1 END) AS by_address, "
+        "COUNT(CASE WHEN client_net = %s AND created >= %s THEN 1 END) AS by_net "
+        f"FROM {meta.db_table} WHERE by_staff = %s AND outcome <> %s AND created >= %s "
+        "AND (address = %s OR (client_net = %s AND created >= %s))) AS counts "
+        f"RETURNING {quote(meta.pk.column)}, {quote(meta.get_field('outcome').column)}"
+    )
+    params += [address, net, hour_ago, False, Query.Outcome.LIMITED, day_ago, address, net,
+               hour_ago]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [f.get_db_prep_save(f.pre_save(query, True), connection)
-                             for f in fields])
-        query.pk = cursor.fetchone()[0] if returning else cursor.lastrowid
+        cursor.execute(sql, params)
+        query.pk, query.outcome = cursor.fetchone()
     query._state.adding = False
     query._state.db = connection.alias
 
