@@ -162,21 +162,32 @@ def _relay_groups(paths: list[str], tz) -> list[tuple[str, list[str]]] | None:
     if (connection.vendor != "postgresql" or connection.in_atomic_block
             or settings.SMTPLOG_INGEST_WORKERS < 2 or "-" in paths or not parallel.can_fork()):
         return None
-    groups: dict[str, list[str]] = {}
-    unread: dict[str, int] = {}
-    for path in paths:
-        try:
-            source = files.identify(path)
-            relay = source and _first_relay(source, tz)
-            if relay is None:
-                return None
-            groups.setdefault(relay, []).append(path)
-            unread[relay] = unread.get(relay, 0) + _unread_bytes(source)
-        except OSError:
-            return None  # reported when read in this process
-    if len(groups) < 2 or sum(unread.values()) < settings.SMTPLOG_INGEST_PARALLEL_BYTES:
+    try:
+        sources = [files.identify(path) for path in paths]
+    except OSError:
+        return None  # reported when read in this process
+    if None in sources:
         return None
-    return sorted(groups.items(), key=lambda group: -unread[group[0]])
+    positions = dict(LogFile.objects.filter(
+        fingerprint__in=[source.fingerprint for source in sources]
+    ).values_list("fingerprint", "position"))
+    unread = [_unread_bytes(source, positions.get(source.fingerprint, 0)) for source in sources]
+    if sum(unread) < settings.SMTPLOG_INGEST_PARALLEL_BYTES:
+        return None
+    groups: dict[str, list[str]] = {}
+    sizes: dict[str, int] = {}
+    for source, size in zip(sources, unread, strict=True):
+        try:
+            relay = _first_relay(source, tz)
+        except (OSError, EOFError):
+            return None
+        if relay is None:
+            return None
+        groups.setdefault(relay, []).append(source.path)
+        sizes[relay] = sizes.get(relay, 0) + size
+    if len(groups) < 2:
+        return None
+    return sorted(groups.items(), key=lambda group: -sizes[group[0]])
 
 
 def _first_relay(source: files.LogSource, tz) -> str | None:
@@ -194,9 +205,7 @@ def _first_relay(source: files.LogSource, tz) -> str | None:
     return None
 
 
-def _unread_bytes(source: files.LogSource) -> int:
-    stored = LogFile.objects.filter(fingerprint=source.fingerprint).values_list(
-        "position", flat=True).first() or 0
+def _unread_bytes(source: files.LogSource, stored: int) -> int:
     size = _file_size(source) or 0
     return max(size - stored % 2**32 if source.compressed else size - stored, 0)
 
