@@ -15,6 +15,7 @@ import argparse
 import gzip
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def run_measured(cmd: list[str], env: dict | None = None,
+def run_measured(label: str, cmd: list[str], env: dict | None = None,
                  stdin=None) -> tuple[float, float, float]:
     """Wall seconds, and the peaks of the memory of the process and its children (MB).
 
@@ -35,6 +36,10 @@ def run_measured(cmd: list[str], env: dict | None = None,
     fork, once per process: an overestimate) and the summed PSS (each shared page split
     between the processes sharing it: the memory they take together).
     """
+    from bench.report import machine_busy_seconds
+
+    busy = machine_busy_seconds()
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.DEVNULL)
     rss = pss = 0
@@ -45,6 +50,12 @@ def run_measured(cmd: list[str], env: dict | None = None,
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed")
+    busy = machine_busy_seconds() - busy
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime
+    print(f"  {label}: {wall:.1f} s; "  # noqa: T201
+          f"CPU {cpu:.1f} s its own, {busy - cpu:.1f} s by other processes (the database "
+          "server's work for us, and whatever else runs: noise)")
     return wall, rss / 2**10, pss / 2**10
 
 
@@ -82,7 +93,8 @@ def pflogsumm_seconds(out: Path) -> float:
                 with opener(path, "rb") as f:
                     shutil.copyfileobj(f, joined)
             joined.seek(0)
-            seconds, *_ = run_measured(["pflogsumm", f"--syslog-name={name}"], stdin=joined)
+            seconds, *_ = run_measured(f"pflogsumm {relay.name}",
+                                       ["pflogsumm", f"--syslog-name={name}"], stdin=joined)
             total += seconds
     return total
 
@@ -125,8 +137,9 @@ def main() -> None:
            "DJANGO_SETTINGS_MODULE": "smtplog.settings", "SMTPLOG_VAR_DIR": str(out / "var")}
     subprocess.run([sys.executable, str(REPO / "manage.py"), "migrate", "-v0"], env=env,
                    check=True)
-    ours, rss, pss = run_measured([sys.executable, str(REPO / "manage.py"), "ingest_maillog",
-                              "--no-progress", str(out / "*" / "mail.log*")], env=env)
+    ours, rss, pss = run_measured("ingest_maillog", [
+        sys.executable, str(REPO / "manage.py"), "ingest_maillog", "--no-progress",
+        str(out / "*" / "mail.log*")], env=env)
     theirs = pflogsumm_seconds(out)
     print(f"lines                 {lines:,}")  # noqa: T201
     print(f"ingest wall           {ours:.1f} s  ({lines / ours:,.0f} lines/s)")  # noqa: T201
