@@ -305,16 +305,15 @@ def _ingest_file(path: str, correlator, tz, writer: Writer, progress, summary: S
         batches = files.read_batches(stream, logfile.position,
                                      settings.SMTPLOG_INGEST_BATCH_LINES)
         for lines, position in batches:
-            parsed = 0
-            last_time = None
-            for line in lines:
-                rec = parser.parse(line)
-                if rec is not None:
-                    if relay is not None and rec.host != relay:
-                        raise parallel.ForeignRelay(rec.host)
-                    parsed += 1
-                    last_time = rec.time
-                    correlator.feed(rec)
+            records = [rec for rec in map(parser.parse, lines) if rec is not None]
+            if relay is not None:
+                foreign = next((rec.host for rec in records if rec.host != relay), None)
+                if foreign is not None:
+                    raise parallel.ForeignRelay(foreign)
+            for rec in records:
+                correlator.feed(rec)
+            parsed = len(records)
+            last_time = records[-1].time if records else None
             advance = functools.partial(
                 _advance, logfile.pk, path, logfile.lines,
                 logfile.position, position, len(lines), parser.year, parser.last_month,
