@@ -143,6 +143,9 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Celery: with no broker configured, tasks run eagerly in-process (laptop default).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+if CELERY_BROKER_URL.startswith("redis://"):
+    # kombu's Redis transport, its channel publishing through one client (smtplog/celery.py).
+    CELERY_BROKER_TRANSPORT = "smtplog.celery:RedisTransport"
 # Eager tasks run inside the web request: a task that fails (an SMTP server answering 4xx,
 # say) is recorded on its row and must not turn the user's answer page into an error.
 CELERY_TASK_EAGER_PROPAGATES = False
