@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +127,45 @@ def wait_for_sent(url, var_dir, n: int, timeout: float = 60) -> bool:
         assert sent < n, f"{sent} sent events, more than the {n} written"
         time.sleep(0.5)
     return False
+
+
+def test_workers_die_with_a_killed_ingester(databases, tmp_path, monkeypatch):
+    from smtplog.sample import generate
+
+    services.require_postgres()
+    generate(tmp_path / "big", days=10, relays=3, messages_per_day=1500, seed=8)
+    total = json.loads((tmp_path / "big" / "expected.json").read_text())["lines"]
+    monkeypatch.setenv("SMTPLOG_INGEST_PARALLEL_BYTES", "0")
+    glob = str(tmp_path / "big" / "*" / "mail.log*")
+    url = databases()
+    proc = popen(url, tmp_path, "ingest_maillog", "--no-progress", glob)
+    while proc.poll() is None and (len(ingesters(glob)) < 3 or not lines_read(url)):
+        time.sleep(0.005)
+    assert len(ingesters(glob)) == 3, "the parent and two forked workers (three relays)"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 2
+    while ingesters(glob) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ingesters(glob) == [], "workers outlived their parent"
+    stopped = lines_read(url)
+    time.sleep(0.5)
+    assert lines_read(url) == stopped < total
+    # The next run goes on from what they committed and finishes the job.
+    manage(url, tmp_path, "ingest_maillog", "--no-progress", glob)
+    assert lines_read(url) == total
+
+
+def ingesters(glob: str) -> list[int]:
+    """Live processes ingesting `glob` (the command and its forked workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if glob.encode() in cmdline and b"ingest_maillog" in cmdline and state != "Z":
+                found.append(int(entry.name))
+    return found
