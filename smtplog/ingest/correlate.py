@@ -145,17 +145,25 @@ class Correlator:
         return time.astimezone(self.tz).date()
 
     def message(self, relay: str, queue_id: str, time: dt.datetime) -> MessageState:
-        msg = self.active.get((relay, queue_id))
+        key = (relay, queue_id)
+        msg = self.active.get(key)
         if msg is None:
-            msg = MessageState(relay, queue_id, time)
-            self.active[(relay, queue_id)] = msg
-        return self._touch(msg)
+            msg = self.active[key] = MessageState(relay, queue_id, time)
+        self.touched[id(msg)] = msg  # _touch, inlined: the hot path
+        return msg
 
     # -- feeding ------------------------------------------------------------------------
     def feed(self, rec: r.Record) -> None:
         handler = self._handlers.get(type(rec))
         if handler is not None:
             handler(self, rec)
+
+    def feed_all(self, records: Iterable[r.Record]) -> None:
+        handlers = self._handlers
+        for rec in records:
+            handler = handlers.get(rec.__class__)
+            if handler is not None:
+                handler(self, rec)
 
     def _client(self, rec: r.ClientLine) -> None:
         msg = self.message(rec.host, rec.queue_id, rec.time)

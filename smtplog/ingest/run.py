@@ -310,8 +310,7 @@ def _ingest_file(path: str, correlator, tz, writer: Writer, progress, summary: S
                 foreign = next((rec.host for rec in records if rec.host != relay), None)
                 if foreign is not None:
                     raise parallel.ForeignRelay(foreign)
-            for rec in records:
-                correlator.feed(rec)
+            correlator.feed_all(records)
             parsed = len(records)
             last_time = records[-1].time if records else None
             advance = functools.partial(
