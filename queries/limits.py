@@ -2,7 +2,8 @@
 
 The limits live in the database, not in a cache, so they hold while Redis is down. On
 PostgreSQL a transaction-scoped advisory lock per address and per client network makes
-"count, then insert" atomic, so parallel submits cannot slip past a limit together.
+"count, then insert" atomic, so parallel submits cannot slip past a limit together; the
+locks and the insert are sent together, one round trip per recorded query.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import datetime as dt
 import zlib
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from queries.models import Query
@@ -20,41 +21,57 @@ ADDRESS_WINDOW = dt.timedelta(hours=24)
 NET_WINDOW = dt.timedelta(hours=1)
 
 
-def _lock(*keys: str) -> None:
-    if connection.vendor != "postgresql":
-        return  # SQLite serializes writers; it is the laptop default, not a deployment
-    ids = [zlib.crc32(key.encode()) - 2**31 for key in sorted(keys)]  # a stable lock order
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT " + ", ".join(["pg_advisory_xact_lock(21365, %s)"] * len(ids)),
-                       ids)
+def _lock_statement(*keys: str) -> tuple[str, list[int]]:
+    """The transaction-scoped advisory locks of the keys, in a stable order."""
+    ids = [zlib.crc32(key.encode()) - 2**31 for key in sorted(keys)]
+    return "SELECT " + ", ".join(["pg_advisory_xact_lock(21365, %s)"] * len(ids)), ids
 
 
 def record_query(*, address: str, begin: dt.date, end: dt.date, client_ip: str, net: str,
                  language: str, token: str = "") -> Query:
-    """Record a form query: pending, or limited when a limit is reached.
+    """Record a form query, pending or limited when a limit is reached, in one round trip.
 
-    Runs in the caller's transaction. A form page's token is unique: submitting the same
-    page twice at once makes the second insert fail with IntegrityError, which rolls the
-    caller's transaction back; the caller then answers with the first query
-    (first_query_of()).
+    On PostgreSQL the advisory locks of the address and the client network and the
+    counting insert (_counted_insert) reach the server as one string of two statements:
+    a transaction of their own when the connection is in autocommit mode (the locks are
+    held until the insert commits), else part of the caller's transaction. Each statement
+    takes its own snapshot, so the count sees every query recorded by whoever held a lock
+    before. SQLite serializes writers; it is the laptop default, not a deployment.
+
+    A form page's token is unique: submitting the same page twice at once makes the
+    second insert fail with IntegrityError, and nothing of it is kept (inside a caller's
+    transaction, the caller rolls back, to a savepoint at least); the caller then answers
+    with the first query (first_query_of()).
     """
-    now = timezone.now()
-    _lock(f"address:{address}", f"net:{net}")
     query = Query(address=address, begin=begin, end=end, client_ip=client_ip, client_net=net,
-                  language=language, created=now, outcome=Query.Outcome.PENDING,
+                  language=language, created=timezone.now(), outcome=Query.Outcome.PENDING,
                   form_token=token or None)
-    _insert_counted(query)
+    insert, params = _counted_insert(query)
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            cursor.execute(insert, params)
+        else:
+            lock, ids = _lock_statement(f"address:{address}", f"net:{net}")
+            if connection.features.uses_server_side_binding:  # one statement per execute
+                with transaction.atomic():
+                    cursor.execute(lock, ids)
+                    cursor.execute(insert, params)
+            else:
+                cursor.execute(f"{lock}; {insert}", ids + params)
+                cursor.nextset()  # past the locks' row, to the inserted one
+        query.pk, query.outcome = cursor.fetchone()
+    query._state.adding = False
+    query._state.db = connection.alias
     return query
 
 
-def _insert_counted(query: Query) -> None:
-    """Count the limits and insert the row, pending or limited, in one statement.
+def _counted_insert(query: Query) -> tuple[str, list]:
+    """The INSERT of the query that counts the limits and sets its outcome, and its params.
 
     Plain SQL, as query.save() and the ORM's aggregate would write it, without compiling
     them on every submit. Both limits are counted by one scan (the 24 h window holds the
-    hour's). The statement starts after _lock() returned, so its snapshot sees every query
-    recorded by whoever held the lock before. Every concrete field is written, its value
-    prepared by the field itself, as save() does; the outcome is chosen by the counts.
+    hour's). Every concrete field is written, its value prepared by the field itself, as
+    save() does; the outcome is chosen by the counts, and returned with the new id.
     """
     meta = query._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
@@ -83,11 +100,7 @@ def _insert_counted(query: Query) -> None:
     )
     params += [address, net, hour_ago, False, Query.Outcome.LIMITED, day_ago, address, net,
                hour_ago]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        query.pk, query.outcome = cursor.fetchone()
-    query._state.adding = False
-    query._state.db = connection.alias
+    return sql, params
 
 
 def first_query_of(token: str, net: str) -> Query | None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import translation
@@ -61,12 +62,12 @@ def _submit(request: HttpRequest, data: dict, address: str, net: str,
             language: str) -> HttpResponse:
     query = None
     try:
-        with transaction.atomic():
+        with _savepoint_in_transaction():
             query = record_query(address=data["email"], begin=data["begin"], end=data["end"],
                                  client_ip=address, net=net, language=language,
                                  token=data["token"])
             if query.outcome == Query.Outcome.PENDING:
-                send_report.delay_on_commit(query.id)
+                send_report.delay_on_commit(query.id)  # at once if already committed
     except IntegrityError:  # the same page submitted twice at once: the other one won
         if (first := first_query_of(data["token"], net)) is None:
             raise
@@ -79,6 +80,13 @@ def _submit(request: HttpRequest, data: dict, address: str, net: str,
         return render(request, "queries/delayed.html", {"query": query}, status=202)
     log.info("query %s: %s", query.id, query.outcome)
     return _answer(request, query)
+
+
+def _savepoint_in_transaction():
+    """Nothing in autocommit mode, where record_query() commits the query by itself (one
+    round trip); in a caller's transaction, a savepoint, so that a double submit's failed
+    insert is undone without breaking that transaction."""
+    return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
 
 
 def _answer(request: HttpRequest, query: Query) -> HttpResponse:
