@@ -4,11 +4,12 @@
                            [--web-workers 4] [--web-class sync|gthread] [--web-threads N]
 
 1. The store: database smtplog_bench_report on BENCH_DATABASE_URL's server, built once
-   with INSERT ... SELECT generate_series (kept and reused while it holds --events events;
-   --rebuild starts over): 30,000 everyday senders, nine bulk senders and one heavy sender
-   (0.2% of all events), 31 days, the daily counters summed from the events. The month's
-   log files (one gzip file per day, a status line per event and a qmgr from= line per
-   two) are written from the same rows with psql's \\copy into bench/out/report-logs/.
+   with INSERT ... SELECT generate_series (kept, migrated to the current schema and reused
+   while it holds --events events; --rebuild starts over): 30,000 everyday senders, nine
+   bulk senders and one heavy sender (0.2% of all events), 31 days, the daily counters
+   summed from the events. The month's log files (one gzip file per day, a status line
+   per event and a qmgr from= line per two) are written from the same rows with psql's
+   \\copy into bench/out/report-logs/.
 2. Times build_report() for the heaviest sender (the first, cold run and the median of
    five) and `zgrep -c ADDRESS` over the month's files; prints both and the ratio
    (target <= 0.01).
@@ -133,10 +134,14 @@ def build_store(url: str, events: int, rebuild: bool) -> None:
     base, name = url.rsplit("/", 1)
     with psycopg.connect(base + "/postgres", autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "smtplog.settings"}
     if exists and not rebuild:
         with psycopg.connect(url) as conn:
             have = conn.execute("SELECT count(*) FROM smtplog_event").fetchone()[0]
         if have == events:
+            # The schema of today's code (its indexes decide the report's plan).
+            subprocess.run([sys.executable, str(REPO / "manage.py"), "migrate", "-v0"],
+                           env=env, check=True)
             say(f"store: reusing {have:,} events in {name}")
             return
     say(f"store: building {events:,} events in {name} (a few minutes, once)")
@@ -144,7 +149,6 @@ def build_store(url: str, events: int, rebuild: bool) -> None:
     with psycopg.connect(base + "/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "smtplog.settings"}
     subprocess.run([sys.executable, str(REPO / "manage.py"), "migrate", "-v0"], env=env,
                    check=True)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -315,13 +319,16 @@ def post_throughput(url: str, duration: int, threads: int, connections: int,
                # Behind one reverse proxy (wrk plays it): the client is the last
                # X-Forwarded-For entry, a different campus address for each request, so
                # the default per-IP limit holds and is counted as for real users.
-               "SMTPLOG_TRUSTED_PROXY_COUNT": "1", "LOG_LEVEL": "WARNING",
+               "SMTPLOG_TRUSTED_PROXY_COUNT": "1",
+               "LOG_LEVEL": "INFO",  # the default: a line per query, as in production
                "DB_CONN_MAX_AGE": "60",  # persistent connections, as a deployment runs
                "STATIC_ROOT": str(tmp / "static")}
         (tmp / "static").mkdir()
+        web_log = (tmp / "web.log").open("w")
         web = subprocess.Popen([sys.executable, "-m", "gunicorn", "smtplog.wsgi:application",
                                 "--bind", f"127.0.0.1:{web_port}", *gunicorn_args,
                                 "--log-level", "warning"], cwd=REPO, env=env,
+                               stdout=web_log, stderr=subprocess.STDOUT,
                                start_new_session=True)
         try:
             rows = threads * 1_000_000
@@ -392,6 +399,10 @@ def post_throughput(url: str, duration: int, threads: int, connections: int,
             for process in (web, redis):
                 process.terminate()
                 process.wait(10)
+            web_log.close()
+            if warnings := [line for line in (tmp / "web.log").read_text().splitlines()
+                            if " INFO " not in line]:
+                say("web log (other than INFO):\n  " + "\n  ".join(warnings[-10:]))
             psql(url, "TRUNCATE queries_query; DELETE FROM captcha_captchastore;")
 
 
