@@ -31,7 +31,7 @@ def run_measured(label: str, cmd: list[str], env: dict | None = None,
                  stdin=None) -> tuple[float, float, float]:
     """Wall seconds, and the peaks of the memory of the process and its children (MB).
 
-    The ingester forks a worker per relay. Sampled every 100 ms from /proc: the summed
+    The ingester forks a worker per relay. Sampled every 250 ms from /proc: the summed
     RSS (which counts pages they share, such as the libpq and Django mapped before the
     fork, once per process: an overestimate) and the summed PSS (each shared page split
     between the processes sharing it: the memory they take together).
@@ -46,7 +46,7 @@ def run_measured(label: str, cmd: list[str], env: dict | None = None,
     while proc.poll() is None:
         tree_rss, tree_pss = tree_memory(proc.pid)
         rss, pss = max(rss, tree_rss), max(pss, tree_pss)
-        time.sleep(0.1)
+        time.sleep(0.25)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed")
