@@ -26,8 +26,9 @@ from smtplog.models import LogFile
 from smtplog.postfix.parser import LineParser
 
 _LOCK = int.from_bytes(hashlib.sha256(b"smtplog-ingest").digest()[:8], "big", signed=True)
-# Held (shared) by every database session that writes batches: a new run first waits for
-# the sessions of a killed run's writers to end (their last commit may be in flight).
+# Held (shared) by the sessions that write batches beside the one holding the ingest lock
+# (a writer thread's, a forked worker's), until they close: a new run first waits for the
+# sessions of a killed run's writers to end (their last commit may be in flight).
 WRITERS_LOCK = int.from_bytes(hashlib.sha256(b"smtplog-ingest-writers").digest()[:8], "big",
                               signed=True)
 # Lines read from the start of a file to find which relay it belongs to.
@@ -106,7 +107,7 @@ def ingest(patterns: list[str], progress: Callable[[int], None] | None = None,
     summary = Summary()
     tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
     with ingest_lock(wait=wait):
-        writer_session()
+        _fast_commits()  # this session holds the ingest lock: no WRITERS_LOCK needed
         paths = every_path = files.expand(patterns)
         groups = _relay_groups(paths, tz)
         if groups:
@@ -268,16 +269,26 @@ def _write_in_thread(batch: persist.Batch) -> dict[int, int]:
 
 
 def writer_session() -> None:
-    """Set up this thread's database session for writing batches (PostgreSQL).
+    """Set up the database session of a writer thread or worker process (PostgreSQL).
 
-    Commits don't wait for the WAL flush: a batch's rows and its file position commit
-    together, so if the server crashes and loses the last commits, their lines are
-    simply read again. And the session holds WRITERS_LOCK (shared) until it ends.
+    It holds WRITERS_LOCK (shared) until it is closed at the end of the run: a session
+    that may outlive the ingest lock's by a moment (see ingest_lock).
+    """
+    _fast_commits()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock_shared(%s)", [WRITERS_LOCK])
+
+
+def _fast_commits() -> None:
+    """Don't wait for the WAL flush at each commit (PostgreSQL).
+
+    Safe here: a batch's rows and its file position commit together, so if the server
+    crashes and loses the last commits, their lines are simply read again.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET synchronous_commit TO off")
-            cursor.execute("SELECT pg_advisory_lock_shared(%s)", [WRITERS_LOCK])
 
 
 def _ingest_file(path: str, correlator, tz, writer: Writer, progress, summary: Summary,

@@ -123,3 +123,26 @@ def test_one_relay_or_little_to_read_stays_in_one_process(settings, tmp_path, mo
     run(tmp_path / "mail.log", tmp_path / "b" / "mail.log")  # 16 MiB is the default floor
     assert called == []
     assert counts()[("dave@math.nthu.edu.tw", "2026-06-10", "auth_blk")] == 1
+
+
+def test_no_lock_outlives_a_run(side_by_side, tmp_path):
+    """Between two runs (ingest_maillog --follow) nothing of ours is held: the every-minute
+    task of another process must be able to start."""
+    import psycopg
+    from django.conf import settings as django_settings
+
+    from smtplog.ingest.run import WRITERS_LOCK
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_log(tmp_path / "a" / "mail.log", SUCCESS.format(relay="smtp1"), MTIME)
+    write_log(tmp_path / "b" / "mail.log", FAILURES.format(relay="smtp2"), MTIME)
+    for _ in range(2):
+        run(tmp_path / "*" / "mail.log")
+        db = django_settings.DATABASES["default"]
+        with psycopg.connect(dbname=db["NAME"], host=db["HOST"] or "127.0.0.1",
+                             port=db["PORT"] or 5432, user=db["USER"] or "postgres",
+                             password=db["PASSWORD"] or None, autocommit=True) as other:
+            assert other.execute("SELECT pg_try_advisory_lock(%s)", [WRITERS_LOCK]).fetchone()[0]
+            other.execute("SELECT pg_advisory_unlock(%s)", [WRITERS_LOCK])
+    assert len(side_by_side) == 2
