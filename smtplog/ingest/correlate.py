@@ -153,11 +153,6 @@ class Correlator:
         return msg
 
     # -- feeding ------------------------------------------------------------------------
-    def feed(self, rec: r.Record) -> None:
-        handler = self._handlers.get(type(rec))
-        if handler is not None:
-            handler(self, rec)
-
     def feed_all(self, records: Iterable[r.Record]) -> None:
         handlers = self._handlers
         for rec in records:

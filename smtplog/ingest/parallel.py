@@ -166,9 +166,10 @@ def _worker(groups, tasks, results, parent: int, work: Callable, setup: Callable
             except ForeignRelay as exc:
                 results.put(("foreign", index, exc.summary))
             except Exception as exc:  # reported by the parent, which raises it
-                busy = type(exc).__name__ == "IngestBusy"
+                from smtplog.ingest.run import IngestBusy  # (run imports this module)
+
                 results.put(("error", index, getattr(exc, "summary", None),
-                             busy, f"{relay}: {exc}"))
+                             isinstance(exc, IngestBusy), f"{relay}: {exc}"))
                 break
             else:
                 results.put(("done", index, summary))
@@ -182,11 +183,12 @@ def _worker(groups, tasks, results, parent: int, work: Callable, setup: Callable
 
 
 class ForeignRelay(Exception):
-    """A file of one relay holds lines of another: that group is read on in one process."""
+    """A file of one relay holds lines of another: that group is read on in one process.
 
-    def __init__(self, relay: str, summary=None):
-        super().__init__(relay)
-        self.summary = summary
+    `summary` (what the group committed before) is set by the work function on its way out.
+    """
+
+    summary = None
 
 
 def _die_with(parent: int) -> None:

@@ -117,10 +117,12 @@ def test_one_relay_or_little_to_read_stays_in_one_process(settings, tmp_path, mo
     called = []
     monkeypatch.setattr(parallel, "run", lambda *a, **k: called.append(a))
     write_log(tmp_path / "mail.log", SUCCESS.format(relay="smtp1"), MTIME)
-    run(tmp_path / "mail.log")  # one relay
+    settings.SMTPLOG_INGEST_PARALLEL_BYTES = 0
+    run(tmp_path / "mail.log")  # one relay, however much there is to read
+    settings.SMTPLOG_INGEST_PARALLEL_BYTES = 16 * 2**20  # the default floor
     (tmp_path / "b").mkdir()
     write_log(tmp_path / "b" / "mail.log", FAILURES.format(relay="smtp2"), MTIME)
-    run(tmp_path / "mail.log", tmp_path / "b" / "mail.log")  # 16 MiB is the default floor
+    run(tmp_path / "mail.log", tmp_path / "b" / "mail.log")  # two relays, little to read
     assert called == []
     assert counts()[("dave@math.nthu.edu.tw", "2026-06-10", "auth_blk")] == 1
 
