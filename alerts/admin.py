@@ -14,8 +14,16 @@ from smtplog.admin import ReadOnlyAdmin
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdmin):
-    list_display = ("day", "sender", "total", "bounced", "state", "attempts", "sent_at",
-                    "last_error")
+    list_display = (
+        "day",
+        "sender",
+        "total",
+        "bounced",
+        "state",
+        "attempts",
+        "sent_at",
+        "last_error",
+    )
     list_filter = ("state", "day")
     search_fields = ("=sender",)
     date_hierarchy = "day"
@@ -23,8 +31,7 @@ class AlertAdmin(ReadOnlyAdmin):
 
 
 def dashboard_view(request):
-    context = {**admin.site.each_context(request), "title": _("Dashboard"),
-               **dashboard.context()}
+    context = {**admin.site.each_context(request), "title": _("Dashboard"), **dashboard.context()}
     return TemplateResponse(request, "admin/alerts/dashboard.html", context)
 
 
@@ -34,8 +41,10 @@ _site_urls = admin.site.get_urls
 
 
 def _get_urls():
-    return [path("dashboard/", admin.site.admin_view(dashboard_view), name="dashboard"),
-            *_site_urls()]
+    return [
+        path("dashboard/", admin.site.admin_view(dashboard_view), name="dashboard"),
+        *_site_urls(),
+    ]
 
 
 admin.site.get_urls = _get_urls

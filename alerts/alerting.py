@@ -78,8 +78,10 @@ def over_threshold(day: dt.date) -> list[Candidate]:
     """Campus senders whose counters of `day` reach the Sum or the Bounced threshold."""
     rows = (
         DailyCounter.objects.filter(day=day)
-        .filter(Q(total__gte=settings.SMTPLOG_ALERT_SUM_THRESHOLD)
-                | Q(bounced__gte=settings.SMTPLOG_ALERT_BOUNCE_THRESHOLD))
+        .filter(
+            Q(total__gte=settings.SMTPLOG_ALERT_SUM_THRESHOLD)
+            | Q(bounced__gte=settings.SMTPLOG_ALERT_BOUNCE_THRESHOLD)
+        )
         .filter(_campus_q())
         .exclude(sender__in=("", NULL_SENDER))
         .order_by("-total", "sender")
@@ -87,8 +89,10 @@ def over_threshold(day: dt.date) -> list[Candidate]:
     )
     candidates = [Candidate(r.pop("sender"), day, r) for r in rows]
     candidates = [c for c in candidates if is_campus_address(c.sender)]
-    alerts = {a.sender: a for a in Alert.objects.filter(day=day,
-                                                       sender__in=[c.sender for c in candidates])}
+    alerts = {
+        a.sender: a
+        for a in Alert.objects.filter(day=day, sender__in=[c.sender for c in candidates])
+    }
     for candidate in candidates:
         candidate.alert = alerts.get(candidate.sender)
     return candidates
@@ -103,25 +107,33 @@ def catch_up_days(now: dt.datetime | None = None) -> list[dt.date]:
     """
     today = timezone.localdate(now)
     first_incomplete = timezone.localdate(cutoff(now))
-    days = [today - dt.timedelta(days=n)
-            for n in range(settings.SMTPLOG_ALERT_CATCHUP_DAYS, 0, -1)]
+    days = [today - dt.timedelta(days=n) for n in range(settings.SMTPLOG_ALERT_CATCHUP_DAYS, 0, -1)]
     return [day for day in days if day > first_incomplete]
 
 
 def create_alerts(candidates: list[Candidate], now: dt.datetime | None = None) -> int:
     """Insert the Alert rows not made yet (a concurrent insert of the same row is a no-op)."""
     now = now or timezone.now()
-    new = [Alert(sender=c.sender, day=c.day, total=c.counts["total"],
-                 bounced=c.counts["bounced"], created=now)
-           for c in sorted(candidates, key=lambda c: (c.day, c.sender)) if c.alert is None]
+    new = [
+        Alert(
+            sender=c.sender,
+            day=c.day,
+            total=c.counts["total"],
+            bounced=c.counts["bounced"],
+            created=now,
+        )
+        for c in sorted(candidates, key=lambda c: (c.day, c.sender))
+        if c.alert is None
+    ]
     # Sorted: two passes inserting the same rows take their locks in the same order.
     Alert.objects.bulk_create(new, ignore_conflicts=True)
     return len(new)
 
 
 def _claimable(now: dt.datetime) -> Q:
-    return Q(state=Alert.State.PENDING) | Q(state=Alert.State.SENDING,
-                                             claimed_at__lt=now - CLAIM_LEASE)
+    return Q(state=Alert.State.PENDING) | Q(
+        state=Alert.State.SENDING, claimed_at__lt=now - CLAIM_LEASE
+    )
 
 
 def prepare_alerts(days: list[dt.date], now: dt.datetime | None = None) -> list[int]:
@@ -129,8 +141,11 @@ def prepare_alerts(days: list[dt.date], now: dt.datetime | None = None) -> list[
     now = now or timezone.now()
     for day in days:
         create_alerts(over_threshold(day), now)
-    return list(Alert.objects.filter(_claimable(now), day__in=days)
-                .order_by("day", "id").values_list("id", flat=True))
+    return list(
+        Alert.objects.filter(_claimable(now), day__in=days)
+        .order_by("day", "id")
+        .values_list("id", flat=True)
+    )
 
 
 def claim(alert_id: int, now: dt.datetime | None = None) -> bool:
@@ -140,9 +155,13 @@ def claim(alert_id: int, now: dt.datetime | None = None) -> bool:
     WHERE clause after waiting for a concurrent claimer, so exactly one UPDATE matches.
     """
     now = now or timezone.now()
-    return bool(Alert.objects.filter(_claimable(now), id=alert_id).update(
-        state=Alert.State.SENDING, claimed_at=now, attempts=F("attempts") + 1,
-    ))
+    return bool(
+        Alert.objects.filter(_claimable(now), id=alert_id).update(
+            state=Alert.State.SENDING,
+            claimed_at=now,
+            attempts=F("attempts") + 1,
+        )
+    )
 
 
 def _permanently_refused(exc: Exception) -> bool:
@@ -165,13 +184,17 @@ def deliver(alert_id: int) -> str:
     except Exception as exc:
         state = Alert.State.FAILED if _permanently_refused(exc) else Alert.State.PENDING
         Alert.objects.filter(id=alert_id, state=Alert.State.SENDING).update(
-            state=state, claimed_at=None, last_error=f"{type(exc).__name__}: {exc}"[:2000],
+            state=state,
+            claimed_at=None,
+            last_error=f"{type(exc).__name__}: {exc}"[:2000],
         )
         if state == Alert.State.FAILED:
             return "refused"
         raise
     Alert.objects.filter(id=alert_id, state=Alert.State.SENDING).update(
-        state=Alert.State.SENT, sent_at=timezone.now(), last_error="",
+        state=Alert.State.SENT,
+        sent_at=timezone.now(),
+        last_error="",
     )
     return "sent"
 
@@ -200,11 +223,17 @@ def _event_summary(sender: str, day: dt.date) -> dict[str, Counter]:
     lists = {name: Counter() for name in ("domains", "replies", "client_ips", "logins")}
     rows = (
         Event.objects.filter(day=day, sender=sender)
-        .annotate(domain=Substr("recipient", StrIndex("recipient", Value("@")) + 1),
-                  reply=Case(When(status=Status.BOUNCED, then="response"), default=Value(""),
-                             output_field=TextField()))
+        .annotate(
+            domain=Substr("recipient", StrIndex("recipient", Value("@")) + 1),
+            reply=Case(
+                When(status=Status.BOUNCED, then="response"),
+                default=Value(""),
+                output_field=TextField(),
+            ),
+        )
         .values_list("domain", "reply", "client_ip", "sasl_username")
-        .annotate(n=Count("id")).order_by()
+        .annotate(n=Count("id"))
+        .order_by()
     )
     for domain, reply, client_ip, login, n in rows:
         if domain:
@@ -221,9 +250,9 @@ def _event_summary(sender: str, day: dt.date) -> dict[str, Counter]:
 
 def alert_context(sender: str, day: dt.date) -> dict:
     """Everything the alert mail shows, read now (templates never query)."""
-    counts = (DailyCounter.objects.filter(sender=sender, day=day)
-              .values("total", *COUNTER_FIELDS).first()
-              or dict.fromkeys(("total", *COUNTER_FIELDS), 0))
+    counts = DailyCounter.objects.filter(sender=sender, day=day).values(
+        "total", *COUNTER_FIELDS
+    ).first() or dict.fromkeys(("total", *COUNTER_FIELDS), 0)
     lists = _event_summary(sender, day)
     return {
         "sender": sender,
@@ -241,5 +270,10 @@ def alert_context(sender: str, day: dt.date) -> dict:
 
 
 def alert_message(alert: Alert):
-    return make_message("alert", alert.sender, alert_context(alert.sender, alert.day),
-                        ALERT_LANGUAGE, headers={"Reply-To": settings.SMTPLOG_CONTACT_EMAIL})
+    return make_message(
+        "alert",
+        alert.sender,
+        alert_context(alert.sender, alert.day),
+        ALERT_LANGUAGE,
+        headers={"Reply-To": settings.SMTPLOG_CONTACT_EMAIL},
+    )

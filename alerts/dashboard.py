@@ -37,11 +37,18 @@ def daily_totals(today: dt.date) -> list[dict]:
     """The counters of every sender summed per day, the last DAYS days, zero days included."""
     first = today - dt.timedelta(days=DAYS - 1)
     sums = {f: Sum(f) for f in ("total", *COUNTER_FIELDS)}
-    rows = {row["day"]: row for row in DailyCounter.objects.filter(day__gte=first, day__lte=today)
-            .values("day").annotate(**sums).order_by()}
+    rows = {
+        row["day"]: row
+        for row in DailyCounter.objects.filter(day__gte=first, day__lte=today)
+        .values("day")
+        .annotate(**sums)
+        .order_by()
+    }
     zero = dict.fromkeys(("total", *COUNTER_FIELDS), 0)
-    return [{**zero, **rows.get(first + dt.timedelta(days=n), {}),
-             "day": first + dt.timedelta(days=n)} for n in range(DAYS)]
+    return [
+        {**zero, **rows.get(first + dt.timedelta(days=n), {}), "day": first + dt.timedelta(days=n)}
+        for n in range(DAYS)
+    ]
 
 
 def nice_ceiling(value: int) -> int:
@@ -49,8 +56,9 @@ def nice_ceiling(value: int) -> int:
     if value <= 4:
         return 4  # quarters of whole events
     power = 10 ** math.floor(math.log10(value))
-    return next(top for step in (1, 2, 2.5, 4, 5, 6, 8, 10)
-                if (top := math.ceil(step * power)) >= value)
+    return next(
+        top for step in (1, 2, 2.5, 4, 5, 6, 8, 10) if (top := math.ceil(step * power)) >= value
+    )
 
 
 def chart(days: list[dict]) -> dict:
@@ -66,43 +74,75 @@ def chart(days: list[dict]) -> dict:
             height = day[field] * plot_h / top
             y -= height
             if day[field]:
-                segments.append({"label": label, "colour": colour, "value": day[field],
-                                 "y": f"{y:.1f}", "height": f"{height:.1f}"})
-        bars.append({
-            "day": day["day"], "total": day["total"], "segments": segments,
-            "x": f"{LEFT + i * slot + slot * 0.15:.1f}", "width": f"{slot * 0.7:.1f}",
-            "label_x": f"{LEFT + (i + 0.5) * slot:.1f}",
-            # Every fifth day from the last one, so today always has its label.
-            "labelled": (len(days) - 1 - i) % 5 == 0,
-        })
-    ticks = [{"value": top * n // 4, "y": f"{TOP + plot_h - plot_h * n / 4:.1f}"}
-             for n in range(5)]
-    return {"width": WIDTH, "height": HEIGHT, "left": LEFT, "right": WIDTH - RIGHT,
-            "baseline": TOP + plot_h, "label_y": HEIGHT - 8, "bars": bars, "ticks": ticks,
-            "legend": [{"label": label, "colour": colour} for _, label, colour in STACK]}
+                segments.append(
+                    {
+                        "label": label,
+                        "colour": colour,
+                        "value": day[field],
+                        "y": f"{y:.1f}",
+                        "height": f"{height:.1f}",
+                    }
+                )
+        bars.append(
+            {
+                "day": day["day"],
+                "total": day["total"],
+                "segments": segments,
+                "x": f"{LEFT + i * slot + slot * 0.15:.1f}",
+                "width": f"{slot * 0.7:.1f}",
+                "label_x": f"{LEFT + (i + 0.5) * slot:.1f}",
+                # Every fifth day from the last one, so today always has its label.
+                "labelled": (len(days) - 1 - i) % 5 == 0,
+            }
+        )
+    ticks = [{"value": top * n // 4, "y": f"{TOP + plot_h - plot_h * n / 4:.1f}"} for n in range(5)]
+    return {
+        "width": WIDTH,
+        "height": HEIGHT,
+        "left": LEFT,
+        "right": WIDTH - RIGHT,
+        "baseline": TOP + plot_h,
+        "label_y": HEIGHT - 8,
+        "bars": bars,
+        "ticks": ticks,
+        "legend": [{"label": label, "colour": colour} for _, label, colour in STACK],
+    }
 
 
 def top_senders(day: dt.date) -> list[dict]:
     """The day's biggest senders, their counters, and where their alert stands."""
-    rows = list(DailyCounter.objects.filter(day=day).order_by("-total", "sender")
-                .values("sender", "total", *COUNTER_FIELDS)[:TOP_SENDERS])
-    alerts = {a.sender: a for a in Alert.objects.filter(day=day,
-                                                       sender__in=[r["sender"] for r in rows])}
+    rows = list(
+        DailyCounter.objects.filter(day=day)
+        .order_by("-total", "sender")
+        .values("sender", "total", *COUNTER_FIELDS)[:TOP_SENDERS]
+    )
+    alerts = {
+        a.sender: a for a in Alert.objects.filter(day=day, sender__in=[r["sender"] for r in rows])
+    }
     for row in rows:
         row["alert"] = alerts.get(row["sender"])
-        row["over"] = (row["total"] >= settings.SMTPLOG_ALERT_SUM_THRESHOLD
-                       or row["bounced"] >= settings.SMTPLOG_ALERT_BOUNCE_THRESHOLD)
+        row["over"] = (
+            row["total"] >= settings.SMTPLOG_ALERT_SUM_THRESHOLD
+            or row["bounced"] >= settings.SMTPLOG_ALERT_BOUNCE_THRESHOLD
+        )
     return rows
 
 
 def log_files(now: dt.datetime) -> list[dict]:
     """Each ingested file: how far it is read, how much is left, how long since its last line."""
-    return [{
-        "path": f.path, "position": f.position, "size": f.size, "lines": f.lines,
-        "lag_bytes": max(f.size - f.position, 0),
-        "last_line_time": f.last_line_time,
-        "updated": f.updated, "last_error": f.last_error,
-    } for f in LogFile.objects.order_by("-updated")]
+    return [
+        {
+            "path": f.path,
+            "position": f.position,
+            "size": f.size,
+            "lines": f.lines,
+            "lag_bytes": max(f.size - f.position, 0),
+            "last_line_time": f.last_line_time,
+            "updated": f.updated,
+            "last_error": f.last_error,
+        }
+        for f in LogFile.objects.order_by("-updated")
+    ]
 
 
 def context(now: dt.datetime | None = None) -> dict:

@@ -25,8 +25,7 @@ class Alert(models.Model):
     # The figures that triggered it, as they stood when the row was created.
     total = models.IntegerField(_("Sum"))
     bounced = models.IntegerField(_("Bounced"))
-    state = models.CharField(_("state"), max_length=8, choices=State.choices,
-                             default=State.PENDING)
+    state = models.CharField(_("state"), max_length=8, choices=State.choices, default=State.PENDING)
     attempts = models.IntegerField(_("attempts"), default=0)
     created = models.DateTimeField(_("created"), db_index=True)
     claimed_at = models.DateTimeField(_("claimed at"), null=True, blank=True)

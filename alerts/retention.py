@@ -38,8 +38,11 @@ def _plain_delete(queryset: QuerySet) -> int:
     return deleted
 
 
-def delete_in_batches(queryset: QuerySet, batch_size: int = BATCH_SIZE,
-                      delete: Callable[[QuerySet], int] = _plain_delete) -> int:
+def delete_in_batches(
+    queryset: QuerySet,
+    batch_size: int = BATCH_SIZE,
+    delete: Callable[[QuerySet], int] = _plain_delete,
+) -> int:
     """Delete the rows of `queryset`, at most `batch_size` primary keys per transaction."""
     model = queryset.model
     total = 0
@@ -64,8 +67,9 @@ def expired(now: dt.datetime | None = None) -> dict[str, QuerySet]:
         "events of the cutoff day": Event.objects.filter(day=cutoff_day, time__lt=moment),
         "daily counters": DailyCounter.objects.filter(day__lt=cutoff_day),
         # A message's events all happen by its removal, so none still kept loses its link.
-        "messages": Message.objects.alias(last=Coalesce("removed_at", "first_seen"))
-        .filter(last__lt=moment),
+        "messages": Message.objects.alias(last=Coalesce("removed_at", "first_seen")).filter(
+            last__lt=moment
+        ),
         # By `created`, which is after the day alerted: a purged alert's day is always
         # outside the catch-up window, so purging it can never cause a second mail.
         "alerts": Alert.objects.filter(created__lt=moment),
@@ -75,8 +79,9 @@ def expired(now: dt.datetime | None = None) -> dict[str, QuerySet]:
     }
 
 
-def purge(now: dt.datetime | None = None, batch_size: int = BATCH_SIZE,
-          dry_run: bool = False) -> dict[str, int]:
+def purge(
+    now: dt.datetime | None = None, batch_size: int = BATCH_SIZE, dry_run: bool = False
+) -> dict[str, int]:
     """Delete what is out of the window; returns how many rows of each kind (would) go."""
     result = {}
     for kind, queryset in expired(now).items():

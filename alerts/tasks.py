@@ -20,8 +20,13 @@ def send_daily_alerts() -> str:
 
 # Transient mail server trouble is retried with backoff for about two days; an alert
 # still unsent after that is pending, and the next nightly pass queues it again.
-@shared_task(autoretry_for=(smtplib.SMTPException, OSError), retry_backoff=60,
-             retry_backoff_max=3600, retry_jitter=True, max_retries=50)
+@shared_task(
+    autoretry_for=(smtplib.SMTPException, OSError),
+    retry_backoff=60,
+    retry_backoff_max=3600,
+    retry_jitter=True,
+    max_retries=50,
+)
 def send_alert(alert_id: int) -> str:
     return alerting.deliver(alert_id)
 

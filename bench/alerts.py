@@ -38,17 +38,48 @@ sys.path.insert(0, str(REPO))
 
 TZ = zoneinfo.ZoneInfo("Asia/Taipei")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-CAMPUS = ("nthu.edu.tw", "cs.nthu.edu.tw", "ee.nthu.edu.tw", "mx.nthu.edu.tw",
-          "m110.nthu.edu.tw", "gapp.nthu.edu.tw", "phys.nthu.edu.tw", "life.nthu.edu.tw")
-REMOTE = ("gmail.com", "yahoo.com.tw", "outlook.com", "hotmail.com", "msa.hinet.net",
-          "ntu.edu.tw", "nycu.edu.tw", "icloud.com", "qq.com", "example.org")
+CAMPUS = (
+    "nthu.edu.tw",
+    "cs.nthu.edu.tw",
+    "ee.nthu.edu.tw",
+    "mx.nthu.edu.tw",
+    "m110.nthu.edu.tw",
+    "gapp.nthu.edu.tw",
+    "phys.nthu.edu.tw",
+    "life.nthu.edu.tw",
+)
+REMOTE = (
+    "gmail.com",
+    "yahoo.com.tw",
+    "outlook.com",
+    "hotmail.com",
+    "msa.hinet.net",
+    "ntu.edu.tw",
+    "nycu.edu.tw",
+    "icloud.com",
+    "qq.com",
+    "example.org",
+)
 RELAYS = ("smtp1", "smtp2", "smtp3")
-COLUMNS = ("time", "day", "sender", "status", "relay", "queue_id", "client_ip",
-           "sasl_username", "recipient", "next_hop", "dsn", "delay", "response")
+COLUMNS = (
+    "time",
+    "day",
+    "sender",
+    "status",
+    "relay",
+    "queue_id",
+    "client_ip",
+    "sasl_username",
+    "recipient",
+    "next_hop",
+    "dsn",
+    "delay",
+    "response",
+)
 
 
 def say(text: str) -> None:
-    print(text, flush=True)  # noqa: T201
+    print(text, flush=True)
 
 
 class Day:
@@ -73,10 +104,36 @@ class Day:
     def stamp(self, moment: dt.datetime) -> str:
         return f"{MONTHS[moment.month - 1]} {moment.day:2d} {moment:%H:%M:%S}"
 
-    def row(self, moment, status, sender, relay, qid, ip="", login="", rcpt="", hop="", dsn="",
-            delay="", response="") -> None:
-        values = (moment.isoformat(), self.day.isoformat(), sender, status, relay, qid,
-                  ip or "\\N", login, rcpt, hop, dsn, delay or "\\N", response)
+    def row(
+        self,
+        moment,
+        status,
+        sender,
+        relay,
+        qid,
+        ip="",
+        login="",
+        rcpt="",
+        hop="",
+        dsn="",
+        delay="",
+        response="",
+    ) -> None:
+        values = (
+            moment.isoformat(),
+            self.day.isoformat(),
+            sender,
+            status,
+            relay,
+            qid,
+            ip or "\\N",
+            login,
+            rcpt,
+            hop,
+            dsn,
+            delay or "\\N",
+            response,
+        )
         self.rows.write("\t".join(values) + "\n")
         self.events += 1
 
@@ -91,8 +148,10 @@ class Day:
         relay, ip = rng.choice(RELAYS), f"140.114.{rng.randrange(1, 255)}.{rng.randrange(1, 255)}"
         qid, filtered = self.queue_id(), self.queue_id()
         login, pid = sender.split("@")[0], rng.randrange(1000, 60000)
-        recipients = [f"r{rng.randrange(10**6)}@{rng.choice(REMOTE)}"
-                      for _ in range(rng.choice((1, 1, 1, 2, 3)))]
+        recipients = [
+            f"r{rng.randrange(10**6)}@{rng.choice(REMOTE)}"
+            for _ in range(rng.choice((1, 1, 1, 2, 3)))
+        ]
         size = rng.randrange(900, 90000)
         head = f"{self.stamp(moment)} {relay} postfix"
         self.lines += [
@@ -131,23 +190,41 @@ class Day:
             hop = f"mx.{domain}[203.0.113.{rng.randrange(1, 255)}]:25"
             roll = rng.random()
             if roll < bounce_rate:
-                status, dsn, reply = "bounced", "5.1.1", (
-                    f"host mx.{domain} said: 550 5.1.1 <{rcpt}>: Recipient address rejected: "
-                    "User unknown (in reply to RCPT TO command)")
+                status, dsn, reply = (
+                    "bounced",
+                    "5.1.1",
+                    (
+                        f"host mx.{domain} said: 550 5.1.1 <{rcpt}>: Recipient address rejected: "
+                        "User unknown (in reply to RCPT TO command)"
+                    ),
+                )
             elif roll < bounce_rate + 0.05:
-                status, dsn, reply = "deferred", "4.2.2", (
-                    f"host mx.{domain} said: 452 4.2.2 Mailbox full (in reply to RCPT TO command)")
+                status, dsn, reply = (
+                    "deferred",
+                    "4.2.2",
+                    f"host mx.{domain} said: 452 4.2.2 Mailbox full (in reply to RCPT TO command)",
+                )
             else:
                 status, dsn, reply = "sent", "2.0.0", f"250 2.0.0 Ok: queued as {qid}"
             delay = f"{rng.random() * 3:.2f}"
             self.lines.append(
                 f"{head}/smtp[{pid + 2}]: {filtered}: to=<{rcpt}>, relay={hop}, delay={delay}, "
-                f"delays=0.1/0/0.4/0.3, dsn={dsn}, status={status} ({reply})")
-            self.row(moment, status, sender, relay, filtered, ip, login, rcpt, hop, dsn, delay,
-                     reply)
+                f"delays=0.1/0/0.4/0.3, dsn={dsn}, status={status} ({reply})"
+            )
+            self.row(
+                moment, status, sender, relay, filtered, ip, login, rcpt, hop, dsn, delay, reply
+            )
             if status == "bounced":  # the relay's own non-delivery notice: nobody's
-                self.row(moment, "sent", "<>", relay, filtered + "B", rcpt=sender, dsn="2.0.0",
-                         response="250 2.0.0 Ok")
+                self.row(
+                    moment,
+                    "sent",
+                    "<>",
+                    relay,
+                    filtered + "B",
+                    rcpt=sender,
+                    dsn="2.0.0",
+                    response="250 2.0.0 Ok",
+                )
         self.lines.append(f"{head}/qmgr[999]: {filtered}: removed")
 
     def queue_id(self) -> str:
@@ -161,7 +238,8 @@ class Day:
         self.lines.append(
             f"{self.stamp(moment)} {relay} postfix/smtpd[777]: NOQUEUE: reject: RCPT from "
             f"unknown[{ip}]: {reply}; from=<{sender}> to=<x@example.org> proto=ESMTP "
-            "helo=<spam>")
+            "helo=<spam>"
+        )
         self.row(moment, "auth_blk", sender, relay, "", ip, response=reply)
 
     def generate(self, events: int) -> None:
@@ -202,21 +280,30 @@ def prepare(args) -> tuple[dt.date, Path, int]:
     log = Path(args.dir) / "mail.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("\n".join(synthetic.lines) + "\n")
-    say(f"generated {synthetic.events:,} events, {len(synthetic.lines):,} log lines "
-        f"({log.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.1f} s")
+    say(
+        f"generated {synthetic.events:,} events, {len(synthetic.lines):,} log lines "
+        f"({log.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.1f} s"
+    )
 
     started = time.perf_counter()
     connection.ensure_connection()
-    with connection.connection.cursor() as raw, raw.copy(  # psycopg 3 COPY, from memory
-            f"COPY smtplog_event ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+    with (
+        connection.connection.cursor() as raw,
+        raw.copy(  # psycopg 3 COPY, from memory
+            f"COPY smtplog_event ({', '.join(COLUMNS)}) FROM STDIN"
+        ) as copy,
+    ):
         copy.write(synthetic.rows.getvalue())
     with connection.cursor() as cursor:
-        counts = ", ".join(f"count(*) FILTER (WHERE status = '{c}')" for c in
-                           ("auth_blk", "auth_rcv", "bounced", "deferred", "expired", "sent"))
+        counts = ", ".join(
+            f"count(*) FILTER (WHERE status = '{c}')"
+            for c in ("auth_blk", "auth_rcv", "bounced", "deferred", "expired", "sent")
+        )
         cursor.execute(
             "INSERT INTO smtplog_dailycounter (sender, day, auth_blk, auth_rcv, bounced, "
             f"deferred, expired, sent) SELECT sender, day, {counts} FROM smtplog_event "
-            "WHERE sender NOT IN ('', '<>') GROUP BY sender, day")
+            "WHERE sender NOT IN ('', '<>') GROUP BY sender, day"
+        )
         cursor.execute("ANALYZE")
     say(f"loaded into PostgreSQL in {time.perf_counter() - started:.1f} s")
     return day, log, synthetic.events
@@ -255,16 +342,22 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=30_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", default=str(REPO / "bench" / "out" / "alerts"))
-    parser.add_argument("--database-url", default=os.environ.get(
-        "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/smtplog_bench_alerts"))
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/smtplog_bench_alerts"
+        ),
+    )
     args = parser.parse_args()
-    os.environ.update({
-        "DJANGO_SETTINGS_MODULE": "smtplog.settings",
-        "DATABASE_URL": args.database_url,
-        # The mails are rendered and "sent" for real, into memory: the bench measures us,
-        # not a mail server.
-        "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
-    })
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "smtplog.settings",
+            "DATABASE_URL": args.database_url,
+            # The mails are rendered and "sent" for real, into memory: the bench measures us,
+            # not a mail server.
+            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+        }
+    )
     os.environ.pop("CELERY_BROKER_URL", None)
     os.environ["PATH"] += os.pathsep + "/usr/sbin"  # where Debian puts pflogsumm
 

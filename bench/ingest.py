@@ -31,8 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def run_measured(label: str, cmd: list[str], env: dict | None = None,
-                 stdin=None) -> tuple[float, float, float]:
+def run_measured(
+    label: str, cmd: list[str], env: dict | None = None, stdin=None
+) -> tuple[float, float, float]:
     """Wall seconds, and the peaks of the memory of the process and its children (MB).
 
     The ingester forks a worker per relay. Sampled every 250 ms from /proc: the summed
@@ -57,9 +58,11 @@ def run_measured(label: str, cmd: list[str], env: dict | None = None,
     busy = machine_busy_seconds() - busy
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime
-    print(f"  {label}: {wall:.1f} s; "  # noqa: T201
-          f"CPU {cpu:.1f} s its own, {busy - cpu:.1f} s by other processes (the database "
-          "server's work for us, and whatever else runs: noise)")
+    print(
+        f"  {label}: {wall:.1f} s; "
+        f"CPU {cpu:.1f} s its own, {busy - cpu:.1f} s by other processes (the database "
+        "server's work for us, and whatever else runs: noise)"
+    )
     return wall, rss / 2**10, pss / 2**10
 
 
@@ -89,16 +92,20 @@ def pflogsumm_seconds(out: Path) -> float:
     total = 0.0
     for relay in sorted(p for p in out.iterdir() if p.is_dir()):
         paths = expand([str(relay / "mail.log*")])
-        name = "postfix-out" if "postfix-out/" in (relay / "mail.log").read_text()[:20000] \
+        name = (
+            "postfix-out"
+            if "postfix-out/" in (relay / "mail.log").read_text()[:20000]
             else "postfix"
+        )
         with tempfile.TemporaryFile() as joined:
             for path in paths:  # pflogsumm reads plain text: decompress beforehand, untimed
                 opener = gzip.open if path.endswith(".gz") else open
                 with opener(path, "rb") as f:
                     shutil.copyfileobj(f, joined)
             joined.seek(0)
-            seconds, *_ = run_measured(f"pflogsumm {relay.name}",
-                                       ["pflogsumm", f"--syslog-name={name}"], stdin=joined)
+            seconds, *_ = run_measured(
+                f"pflogsumm {relay.name}", ["pflogsumm", f"--syslog-name={name}"], stdin=joined
+            )
             total += seconds
     return total
 
@@ -106,12 +113,19 @@ def pflogsumm_seconds(out: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_400_000)
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of both, side by side (each ratio and their median)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of both, side by side (each ratio and their median)",
+    )
     parser.add_argument("--dir", default=str(REPO / "bench" / "out" / "ingest"))
-    parser.add_argument("--database-url",
-                        default=os.environ.get("BENCH_DATABASE_URL",
-                                               "postgres://postgres@127.0.0.1:5432/smtplog_bench"))
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/smtplog_bench"
+        ),
+    )
     args = parser.parse_args()
 
     from smtplog.sample import generate
@@ -125,7 +139,7 @@ def main() -> None:
             started = time.perf_counter()
             data = generate(out, days=31, relays=3, messages_per_day=per_day, seed=5)
             lines = json.loads(expected.read_text())["lines"]
-            print(f"generated {lines:,} lines in {time.perf_counter() - started:.1f} s")  # noqa: T201
+            print(f"generated {lines:,} lines in {time.perf_counter() - started:.1f} s")
             if lines >= args.lines:
                 break
             per_day = int(per_day * args.lines / lines * 1.05) + 1
@@ -136,20 +150,24 @@ def main() -> None:
     ratios = []
     for run in range(1, args.repeat + 1):
         if args.repeat > 1:
-            print(f"run {run} of {args.repeat}")  # noqa: T201
+            print(f"run {run} of {args.repeat}")
         ours, rss, pss = ingest_from_scratch(args.database_url, out)
         theirs = pflogsumm_seconds(out)
         ratios.append(ours / theirs)
-        print(f"lines                 {lines:,}")  # noqa: T201
-        print(f"ingest wall           {ours:.1f} s  ({lines / ours:,.0f} lines/s)")  # noqa: T201
-        print(f"ingest peak memory    PSS {pss:.0f} MB, RSS {rss:.0f} MB: all its "  # noqa: T201
-              "processes summed  (target <= 250)")
-        print(f"pflogsumm wall        {theirs:.1f} s  ({lines / theirs:,.0f} lines/s)")  # noqa: T201
-        print(f"ratio ours/pflogsumm  {ours / theirs:.2f}  (target <= 1.0)")  # noqa: T201
+        print(f"lines                 {lines:,}")
+        print(f"ingest wall           {ours:.1f} s  ({lines / ours:,.0f} lines/s)")
+        print(
+            f"ingest peak memory    PSS {pss:.0f} MB, RSS {rss:.0f} MB: all its "
+            "processes summed  (target <= 250)"
+        )
+        print(f"pflogsumm wall        {theirs:.1f} s  ({lines / theirs:,.0f} lines/s)")
+        print(f"ratio ours/pflogsumm  {ours / theirs:.2f}  (target <= 1.0)")
     if len(ratios) > 1:
-        print(f"ratios {' '.join(f'{r:.2f}' for r in ratios)}; median "  # noqa: T201
-              f"{statistics.median(ratios):.2f}; at most 1.0 in "
-              f"{sum(r <= 1.0 for r in ratios)} of {len(ratios)}")
+        print(
+            f"ratios {' '.join(f'{r:.2f}' for r in ratios)}; median "
+            f"{statistics.median(ratios):.2f}; at most 1.0 in "
+            f"{sum(r <= 1.0 for r in ratios)} of {len(ratios)}"
+        )
 
 
 def ingest_from_scratch(database_url: str, out: Path) -> tuple[float, float, float]:
@@ -160,13 +178,25 @@ def ingest_from_scratch(database_url: str, out: Path) -> tuple[float, float, flo
     with psycopg.connect(base + "/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-    env = {**os.environ, "DATABASE_URL": database_url,
-           "DJANGO_SETTINGS_MODULE": "smtplog.settings", "SMTPLOG_VAR_DIR": str(out / "var")}
-    subprocess.run([sys.executable, str(REPO / "manage.py"), "migrate", "-v0"], env=env,
-                   check=True)
-    return run_measured("ingest_maillog", [
-        sys.executable, str(REPO / "manage.py"), "ingest_maillog", "--no-progress",
-        str(out / "*" / "mail.log*")], env=env)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "smtplog.settings",
+        "SMTPLOG_VAR_DIR": str(out / "var"),
+    }
+    subprocess.run([sys.executable, str(REPO / "manage.py"), "migrate", "-v0"], env=env, check=True)
+    return run_measured(
+        "ingest_maillog",
+        [
+            sys.executable,
+            str(REPO / "manage.py"),
+            "ingest_maillog",
+            "--no-progress",
+            str(out / "*" / "mail.log*"),
+        ],
+        env=env,
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -155,8 +155,10 @@ def corpus_mix(n: int, rests: list[str], rng: random.Random, rfc3339: bool) -> l
             t += timedelta(milliseconds=rng.randrange(0, 600))
             if len(fresh) > 500:
                 fresh.clear()
-            rest = "".join(part if i % 2 == 0 else fresh.setdefault(part, next(ids))
-                           for i, part in enumerate(parts))
+            rest = "".join(
+                part if i % 2 == 0 else fresh.setdefault(part, next(ids))
+                for i, part in enumerate(parts)
+            )
             stamp = t.isoformat(timespec="microseconds") if rfc3339 else classic(t)
             lines.append(f"{stamp} {rest}".encode())
     return lines[:n]
@@ -196,12 +198,14 @@ def main() -> None:
         mixes["rfc3339"] = corpus_mix(args.lines, rests, rng, rfc3339=True)
         mixes["inbound"] = inbound_mix(args.lines, rests, rng)
     else:
-        print(f"no corpus at {args.corpus}: relay mix only", file=sys.stderr)  # noqa: T201
+        print(f"no corpus at {args.corpus}: relay mix only", file=sys.stderr)
     for name, lines in mixes.items():
         cpu, wall, records, parser = measure(lines, args.repeat)
         skipped = ", ".join(f"{k} {v}" for k, v in parser.stats.most_common())
-        print(f"{name:8} {len(lines):>7} lines {cpu:>9,.0f} lines/s CPU {wall:>9,.0f} wall  "  # noqa: T201
-              f"{records / len(lines):.0%} records; skipped: {skipped}")
+        print(
+            f"{name:8} {len(lines):>7} lines {cpu:>9,.0f} lines/s CPU {wall:>9,.0f} wall  "
+            f"{records / len(lines):.0%} records; skipped: {skipped}"
+        )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,10 @@ def say(text: str) -> None:
 
 # 1. The store and the log files
 
-EVENT_COLUMNS = ("time, day, sender, status, relay, queue_id, client_ip, sasl_username, "
-                 "recipient, next_hop, dsn, delay, response")
+EVENT_COLUMNS = (
+    "time, day, sender, status, relay, queue_id, client_ip, sasl_username, "
+    "recipient, next_hop, dsn, delay, response"
+)
 # One row per n in 1..N, in time order over the month; sender, status and reply follow
 # from n by fixed arithmetic, so the month is the same on every build.
 EVENTS_SQL = f"""
@@ -123,8 +125,12 @@ SELECT line FROM (
 
 
 def psql(url: str, sql: str, *extra: str) -> str:
-    result = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-qtA", "-c", sql, *extra],
-                            check=True, capture_output=True, text=True)
+    result = subprocess.run(
+        ["psql", url, "-v", "ON_ERROR_STOP=1", "-qtA", "-c", sql, *extra],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return result.stdout.strip()
 
 
@@ -140,8 +146,9 @@ def build_store(url: str, events: int, rebuild: bool) -> None:
             have = conn.execute("SELECT count(*) FROM smtplog_event").fetchone()[0]
         if have == events:
             # The schema of today's code (its indexes decide the report's plan).
-            subprocess.run([sys.executable, str(REPO / "manage.py"), "migrate", "-v0"],
-                           env=env, check=True)
+            subprocess.run(
+                [sys.executable, str(REPO / "manage.py"), "migrate", "-v0"], env=env, check=True
+            )
             say(f"store: reusing {have:,} events in {name}")
             return
     say(f"store: building {events:,} events in {name} (a few minutes, once)")
@@ -149,20 +156,29 @@ def build_store(url: str, events: int, rebuild: bool) -> None:
     with psycopg.connect(base + "/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run([sys.executable, str(REPO / "manage.py"), "migrate", "-v0"], env=env,
-                   check=True)
+    subprocess.run([sys.executable, str(REPO / "manage.py"), "migrate", "-v0"], env=env, check=True)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET maintenance_work_mem = '1GB'")
-        indexes = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = "
-                               "'smtplog_event' AND indexname NOT LIKE '%pkey'").fetchall()
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = "
+            "'smtplog_event' AND indexname NOT LIKE '%pkey'"
+        ).fetchall()
         for index, _definition in indexes:  # built once, after the load: much faster
             conn.execute(f'DROP INDEX "{index}"')
         end = time.time() - time.time() % 86400 + 86400  # the month ends tomorrow (UTC)
         start = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(end - DAYS * 86400))
         step = 1_000_000
         for first in range(1, events + 1, step):
-            conn.execute(EVENTS_SQL, {"start": start, "days": DAYS, "total": events,
-                                      "first": first, "last": min(first + step - 1, events)})
+            conn.execute(
+                EVENTS_SQL,
+                {
+                    "start": start,
+                    "days": DAYS,
+                    "total": events,
+                    "first": first,
+                    "last": min(first + step - 1, events),
+                },
+            )
             say(f"  {min(first + step - 1, events):,} events")
         for _index, definition in indexes:
             conn.execute(definition)
@@ -203,8 +219,12 @@ def time_report(url: str) -> tuple[float, float, int, str]:
     from queries.report import build_report
     from smtplog.models import DailyCounter
 
-    heaviest = (DailyCounter.objects.values("sender").annotate(n=django.db.models.Sum("total"))
-                .order_by("-n").first())["sender"]
+    heaviest = (
+        DailyCounter.objects.values("sender")
+        .annotate(n=django.db.models.Sum("total"))
+        .order_by("-n")
+        .first()
+    )["sender"]
     begin, end = default_range()
     timings, rows = [], 0
     for n in range(6):
@@ -216,16 +236,19 @@ def time_report(url: str) -> tuple[float, float, int, str]:
         rows = len(report.rows)
     busy, own = machine_busy_seconds() - busy, time.process_time() - own
     connection.close()
-    say(f"machine during report {busy / sum(timings[1:]):.2f} of {os.cpu_count()} cores busy, "
+    say(
+        f"machine during report {busy / sum(timings[1:]):.2f} of {os.cpu_count()} cores busy, "
         f"{max(busy - own, 0) / sum(timings[1:]):.2f} of them not this process (the database "
-        "included)")
+        "included)"
+    )
     return timings[0], statistics.median(timings[1:]), rows, heaviest
 
 
 def time_zgrep(files: list[Path], address: str) -> tuple[float, int]:
     started = time.perf_counter()
-    result = subprocess.run(["zgrep", "-c", address, *map(str, files)], capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run(
+        ["zgrep", "-c", address, *map(str, files)], capture_output=True, text=True, check=True
+    )
     seconds = time.perf_counter() - started
     return seconds, sum(int(line.rsplit(":", 1)[1]) for line in result.stdout.split())
 
@@ -294,12 +317,19 @@ def web_pids(master: int) -> list[int]:
 
 def database_pids(url: str) -> list[int]:
     name = url.rsplit("/", 1)[1]
-    return [int(pid) for pid in psql(url, "SELECT pid FROM pg_stat_activity WHERE datname = "
-                                          f"'{name}' AND pid <> pg_backend_pid()").split()]
+    return [
+        int(pid)
+        for pid in psql(
+            url,
+            "SELECT pid FROM pg_stat_activity WHERE datname = "
+            f"'{name}' AND pid <> pg_backend_pid()",
+        ).split()
+    ]
 
 
-def post_throughput(url: str, duration: int, threads: int, connections: int,
-                    gunicorn_args: list[str]) -> None:
+def post_throughput(
+    url: str, duration: int, threads: int, connections: int, gunicorn_args: list[str]
+) -> None:
     from tests.services import free_port
 
     wrk = shutil.which("wrk")
@@ -315,36 +345,73 @@ def post_throughput(url: str, duration: int, threads: int, connections: int,
     with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
         tmp = Path(tmp)
         redis_port, web_port = free_port(), free_port()
-        redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind",
-                                  "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
-                                  str(tmp)], stdout=subprocess.DEVNULL, start_new_session=True)
-        env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "smtplog.settings",
-               "CELERY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0", "DEBUG": "0",
-               "SECRET_KEY": "bench-" + "x" * 60, "SECURE_SSL_REDIRECT": "0",
-               "SESSION_COOKIE_SECURE": "0", "CSRF_COOKIE_SECURE": "0",
-               # Behind one reverse proxy (wrk plays it): the client is the last
-               # X-Forwarded-For entry, a different campus address for each request, so
-               # the default per-IP limit holds and is counted as for real users.
-               "SMTPLOG_TRUSTED_PROXY_COUNT": "1",
-               "LOG_LEVEL": "INFO",  # the default: a line per query, as in production
-               "DB_CONN_MAX_AGE": "60",  # persistent connections, as a deployment runs
-               "STATIC_ROOT": str(tmp / "static")}
+        redis = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp),
+            ],
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "DJANGO_SETTINGS_MODULE": "smtplog.settings",
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "DEBUG": "0",
+            "SECRET_KEY": "bench-" + "x" * 60,
+            "SECURE_SSL_REDIRECT": "0",
+            "SESSION_COOKIE_SECURE": "0",
+            "CSRF_COOKIE_SECURE": "0",
+            # Behind one reverse proxy (wrk plays it): the client is the last
+            # X-Forwarded-For entry, a different campus address for each request, so
+            # the default per-IP limit holds and is counted as for real users.
+            "SMTPLOG_TRUSTED_PROXY_COUNT": "1",
+            "LOG_LEVEL": "INFO",  # the default: a line per query, as in production
+            "DB_CONN_MAX_AGE": "60",  # persistent connections, as a deployment runs
+            "STATIC_ROOT": str(tmp / "static"),
+        }
         (tmp / "static").mkdir()
         web_log = (tmp / "web.log").open("w")
-        web = subprocess.Popen([sys.executable, "-m", "gunicorn", "smtplog.wsgi:application",
-                                "--bind", f"127.0.0.1:{web_port}", *gunicorn_args,
-                                "--log-level", "warning"], cwd=REPO, env=env,
-                               stdout=web_log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+        web = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "smtplog.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{web_port}",
+                *gunicorn_args,
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=web_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             rows = threads * 1_000_000
             psql(url, "TRUNCATE queries_query; DELETE FROM captcha_captchastore;")
             # The challenges the page views would have created: one per request to come.
-            psql(url, "INSERT INTO captcha_captchastore (challenge, response, hashkey, "
-                      f"expiration) SELECT 'BENCHX', '{CAPTCHA_ANSWER}', "
-                      "lpad((t * 1000000 + n)::text, 40, '0'), now() + interval '1 hour' "
-                      f"FROM generate_series(0, {threads - 1}) AS t, "
-                      f"generate_series(1, {rows // threads // 50}) AS n")
+            psql(
+                url,
+                "INSERT INTO captcha_captchastore (challenge, response, hashkey, "
+                f"expiration) SELECT 'BENCHX', '{CAPTCHA_ANSWER}', "
+                "lpad((t * 1000000 + n)::text, 40, '0'), now() + interval '1 hour' "
+                f"FROM generate_series(0, {threads - 1}) AS t, "
+                f"generate_series(1, {rows // threads // 50}) AS n",
+            )
             base = f"http://127.0.0.1:{web_port}"
             for _ in range(100):
                 try:
@@ -356,16 +423,36 @@ def post_throughput(url: str, duration: int, threads: int, connections: int,
             csrf = "B" * 32
             script.write_text(
                 f'CSRF = "{csrf}"\nBEGIN = "{begin}"\nEND = "{end}"\n'
-                + WRK_SCRIPT.replace("ANSWER", CAPTCHA_ANSWER))
+                + WRK_SCRIPT.replace("ANSWER", CAPTCHA_ANSWER)
+            )
             # Warm every worker up (imports, templates, connections) before the timed run.
-            subprocess.run([wrk, "-t", "1", "-c", str(connections), "-d", "2s", f"{base}/help/"],
-                           capture_output=True, check=True)
+            subprocess.run(
+                [wrk, "-t", "1", "-c", str(connections), "-d", "2s", f"{base}/help/"],
+                capture_output=True,
+                check=True,
+            )
             pids = {"web": web_pids(web.pid), "database": database_pids(url)}
             before = {name: cpu_seconds(group) for name, group in pids.items()}
             before["machine"] = machine_busy_seconds()
-            load = subprocess.Popen([wrk, "-t", str(threads), "-c", str(connections), "-d",
-                                     f"{duration}s", "--timeout", "5s", "-s", str(script), base],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            load = subprocess.Popen(
+                [
+                    wrk,
+                    "-t",
+                    str(threads),
+                    "-c",
+                    str(connections),
+                    "-d",
+                    f"{duration}s",
+                    "--timeout",
+                    "5s",
+                    "-s",
+                    str(script),
+                    base,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             wrk_before = wrk_before.ru_utime + wrk_before.ru_stime
             stdout, stderr = load.communicate()
@@ -387,27 +474,40 @@ def post_throughput(url: str, duration: int, threads: int, connections: int,
             opened = broker.info("stats")["total_connections_received"] - 1  # this one
             broker.close()
             per_second = int(total) / (int(micros) / 1e6)
-            say(f"POST /               {per_second:,.0f} requests/s over {duration} s  "
-                "(target >= 200)")
-            say(f"POST p95 latency     {float(p95):.0f} ms (mean {float(mean):.0f} ms)  "
-                "(target <= 300)")
-            say(f"POST errors          {status_errors} non-2xx, {socket_errors} socket  "
-                f"({recorded} queries recorded and enqueued of {total} requests)")
-            say(f"POST broker          {queued} tasks queued over {opened} Redis connections; "
-                f"{len(pids['database'])} database connections")
+            say(
+                f"POST /               {per_second:,.0f} requests/s over {duration} s  "
+                "(target >= 200)"
+            )
+            say(
+                f"POST p95 latency     {float(p95):.0f} ms (mean {float(mean):.0f} ms)  "
+                "(target <= 300)"
+            )
+            say(
+                f"POST errors          {status_errors} non-2xx, {socket_errors} socket  "
+                f"({recorded} queries recorded and enqueued of {total} requests)"
+            )
+            say(
+                f"POST broker          {queued} tasks queued over {opened} Redis connections; "
+                f"{len(pids['database'])} database connections"
+            )
             per = {name: seconds * 1000 / int(total) for name, seconds in used.items()}
-            say(f"POST CPU per request web {per['web']:.1f} ms, database {per['database']:.1f} "
-                f"ms, wrk {per['wrk']:.1f} ms  (gunicorn {' '.join(gunicorn_args)})")
+            say(
+                f"POST CPU per request web {per['web']:.1f} ms, database {per['database']:.1f} "
+                f"ms, wrk {per['wrk']:.1f} ms  (gunicorn {' '.join(gunicorn_args)})"
+            )
             other = used["machine"] - used["web"] - used["database"] - used["wrk"]
-            say(f"machine during POST  {used['machine'] / duration:.2f} of {os.cpu_count()} cores "
-                f"busy, {max(other, 0) / duration:.2f} of them other processes")
+            say(
+                f"machine during POST  {used['machine'] / duration:.2f} of {os.cpu_count()} cores "
+                f"busy, {max(other, 0) / duration:.2f} of them other processes"
+            )
         finally:
             for process in (web, redis):
                 process.terminate()
                 process.wait(10)
             web_log.close()
-            if warnings := [line for line in (tmp / "web.log").read_text().splitlines()
-                            if " INFO " not in line]:
+            if warnings := [
+                line for line in (tmp / "web.log").read_text().splitlines() if " INFO " not in line
+            ]:
                 say("web log (other than INFO):\n  " + "\n  ".join(warnings[-10:]))
             psql(url, "TRUNCATE queries_query; DELETE FROM captcha_captchastore;")
 
@@ -416,8 +516,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--rebuild", action="store_true", help="build the store again")
-    parser.add_argument("--database-url", default=os.environ.get(
-        "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/smtplog_bench_report"))
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/smtplog_bench_report"
+        ),
+    )
     parser.add_argument("--duration", type=int, default=20, help="seconds of POST load")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--connections", type=int, default=16)
@@ -435,21 +539,31 @@ def main() -> None:
         zgrep, found = time_zgrep(files, heaviest)
         size = sum(f.stat().st_size for f in files) / 2**20
         say(f"heaviest sender      {heaviest}: {rows:,} detail rows")
-        say(f"build_report         {cold * 1000:.0f} ms first run, {warm * 1000:.0f} ms "
-            "median of the next five")
-        say(f"zgrep -c             {zgrep:.1f} s over {len(files)} files, {size:,.0f} MB "
-            f"gzip ({found:,} lines)")
-        say(f"ratio report/zgrep   {warm / zgrep:.4f} (first run {cold / zgrep:.4f})  "
-            "(target <= 0.01)")
+        say(
+            f"build_report         {cold * 1000:.0f} ms first run, {warm * 1000:.0f} ms "
+            "median of the next five"
+        )
+        say(
+            f"zgrep -c             {zgrep:.1f} s over {len(files)} files, {size:,.0f} MB "
+            f"gzip ({found:,} lines)"
+        )
+        say(
+            f"ratio report/zgrep   {warm / zgrep:.4f} (first run {cold / zgrep:.4f})  "
+            "(target <= 0.01)"
+        )
     if not args.skip_post:
         gunicorn_args = ["--workers", str(args.web_workers), "--worker-class", args.web_class]
         if args.web_class == "gthread":
             gunicorn_args += ["--threads", str(args.web_threads)]
-        post_throughput(args.database_url, args.duration, args.threads, args.connections,
-                        gunicorn_args)
+        post_throughput(
+            args.database_url, args.duration, args.threads, args.connections, gunicorn_args
+        )
     # Figures on a shared machine mean little without this.
-    say("load average         {:.2f} {:.2f} {:.2f} ({} cores)".format(*os.getloadavg(),
-                                                                      os.cpu_count()))
+    say(
+        "load average         {:.2f} {:.2f} {:.2f} ({} cores)".format(
+            *os.getloadavg(), os.cpu_count()
+        )
+    )
 
 
 if __name__ == "__main__":

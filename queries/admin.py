@@ -16,8 +16,18 @@ from smtplog.admin import ReadOnlyAdmin
 
 @admin.register(Query)
 class QueryAdmin(ReadOnlyAdmin):
-    list_display = ("created", "address", "begin", "end", "client_ip", "language", "outcome",
-                    "attempts", "sent_at", "by_staff")
+    list_display = (
+        "created",
+        "address",
+        "begin",
+        "end",
+        "client_ip",
+        "language",
+        "outcome",
+        "attempts",
+        "sent_at",
+        "by_staff",
+    )
     list_filter = ("outcome", "language", "by_staff")
     search_fields = ("=address", "=client_ip")
     date_hierarchy = "created"
@@ -34,12 +44,23 @@ class QueryAdmin(ReadOnlyAdmin):
                 if begin > end:
                     begin, end = first, last
                 new = Query.objects.create(
-                    address=query.address, begin=begin, end=end, client_ip=None,
-                    language=query.language, created=timezone.now(), by_staff=True,
+                    address=query.address,
+                    begin=begin,
+                    end=end,
+                    client_ip=None,
+                    language=query.language,
+                    created=timezone.now(),
+                    by_staff=True,
                 )
                 send_report.delay_on_commit(new.id)
                 created.append(new.id)
-        self.message_user(request, ngettext(
-            "%(count)d report queued; it goes only to the address it describes.",
-            "%(count)d reports queued; each goes only to the address it describes.",
-            len(created)) % {"count": len(created)}, messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d report queued; it goes only to the address it describes.",
+                "%(count)d reports queued; each goes only to the address it describes.",
+                len(created),
+            )
+            % {"count": len(created)},
+            messages.SUCCESS,
+        )

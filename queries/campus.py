@@ -40,7 +40,9 @@ def client_ip(request: HttpRequest) -> IPAddress | None:
         hops = forwarded[-count:] + hops
     found, _routable = get_client_ip(
         _Meta({HEADER: ",".join(hop.strip() for hop in hops)}),
-        proxy_count=count, request_header_order=[HEADER], strict=True,
+        proxy_count=count,
+        request_header_order=[HEADER],
+        strict=True,
     )
     if found is None:
         return None

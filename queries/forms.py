@@ -29,28 +29,40 @@ def normalize_email(value: str) -> str:
 
 
 def is_campus_domain(domain: str) -> bool:
-    return any(domain == campus or domain.endswith("." + campus)
-               for campus in settings.SMTPLOG_CAMPUS_DOMAINS)
+    return any(
+        domain == campus or domain.endswith("." + campus)
+        for campus in settings.SMTPLOG_CAMPUS_DOMAINS
+    )
 
 
 def validate_campus_address(address: str) -> None:
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or any(c.isspace() for c in address):
-        raise forms.ValidationError(_("Enter a complete email address, such as "
-                                      "username@cs.nthu.edu.tw."), code="invalid")
+        raise forms.ValidationError(
+            _("Enter a complete email address, such as username@cs.nthu.edu.tw."), code="invalid"
+        )
     if len(local) > 64 or len(address) > 254 or not LOCAL_PART.fullmatch(local):
         raise forms.ValidationError(
-            _("Enter a plain address: letters, digits and . _ + - before the @ "
-              "(no quotes, %, ! or spaces)."), code="local_part")
+            _(
+                "Enter a plain address: letters, digits and . _ + - before the @ "
+                "(no quotes, %, ! or spaces)."
+            ),
+            code="local_part",
+        )
     labels = domain.split(".")
     if len(domain) > 253 or not all(LABEL.fullmatch(label) for label in labels):
-        raise forms.ValidationError(_("The part after the @ is not a valid domain name."),
-                                    code="domain")
+        raise forms.ValidationError(
+            _("The part after the @ is not a valid domain name."), code="domain"
+        )
     if not is_campus_domain(domain):
         raise forms.ValidationError(
-            _("This service is only for addresses of the university: %(domains)s "
-              "or one of its subdomains."),
-            code="not_campus", params={"domains": ", ".join(settings.SMTPLOG_CAMPUS_DOMAINS)})
+            _(
+                "This service is only for addresses of the university: %(domains)s "
+                "or one of its subdomains."
+            ),
+            code="not_campus",
+            params={"domains": ", ".join(settings.SMTPLOG_CAMPUS_DOMAINS)},
+        )
 
 
 def retention_window(today: dt.date | None = None) -> tuple[dt.date, dt.date]:
@@ -104,8 +116,10 @@ def _burn_challenge(key: str) -> tuple[str, bool] | None:
     table = CaptchaStore._meta.db_table
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {table} WHERE hashkey = %s "
-                       "RETURNING response, expiration > %s", [key, now])
+        cursor.execute(
+            f"DELETE FROM {table} WHERE hashkey = %s RETURNING response, expiration > %s",
+            [key, now],
+        )
         return cursor.fetchone()
 
 
@@ -115,27 +129,43 @@ def language_choices() -> list[tuple[str, str]]:
 
 
 class QueryForm(forms.Form):
-    language = forms.ChoiceField(label=_("Language"), choices=language_choices,
-                                 widget=forms.RadioSelect)
+    language = forms.ChoiceField(
+        label=_("Language"), choices=language_choices, widget=forms.RadioSelect
+    )
     email = forms.CharField(
-        label=_("Email"), max_length=320, strip=False,
-        help_text=_("Your complete address, e.g. username@cs.nthu.edu.tw. "
-                    "The report is sent to this mailbox, and only to it."),
+        label=_("Email"),
+        max_length=320,
+        strip=False,
+        help_text=_(
+            "Your complete address, e.g. username@cs.nthu.edu.tw. "
+            "The report is sent to this mailbox, and only to it."
+        ),
         # A text input, not type=email: the server normalizes and explains every refusal
         # in the page's language, also for addresses a browser would reject on its own.
-        widget=forms.TextInput(attrs={"autocomplete": "email", "spellcheck": "false",
-                                      "autocapitalize": "off", "inputmode": "email"}),
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "email",
+                "spellcheck": "false",
+                "autocapitalize": "off",
+                "inputmode": "email",
+            }
+        ),
     )
-    begin = forms.DateField(label=_("Begin"), widget=DateInput, input_formats=["%Y-%m-%d",
-                                                                                 "%Y/%m/%d"])
-    end = forms.DateField(label=_("End"), widget=DateInput, input_formats=["%Y-%m-%d",
-                                                                             "%Y/%m/%d"])
+    begin = forms.DateField(
+        label=_("Begin"), widget=DateInput, input_formats=["%Y-%m-%d", "%Y/%m/%d"]
+    )
+    end = forms.DateField(label=_("End"), widget=DateInput, input_formats=["%Y-%m-%d", "%Y/%m/%d"])
     captcha = OnceCaptchaField(
-        label=_("Verification code"), widget=CaptchaInput,
+        label=_("Verification code"),
+        widget=CaptchaInput,
         help_text=_("Type the characters shown in the image."),
-        error_messages={"invalid": _("The verification code was wrong or has expired; "
-                                     "a new one is shown, please type it."),
-                        "required": _("Type the verification code.")},
+        error_messages={
+            "invalid": _(
+                "The verification code was wrong or has expired; "
+                "a new one is shown, please type it."
+            ),
+            "required": _("Type the verification code."),
+        },
     )
     token = forms.CharField(widget=forms.HiddenInput, required=False, max_length=32)
 
@@ -168,11 +198,14 @@ class QueryForm(forms.Form):
         first, last = retention_window()
         if not first <= day <= last:
             raise forms.ValidationError(
-                _("Choose a day from %(first)s to %(last)s: records are kept for "
-                  "%(days)s days."),
-                code="retention", params={"first": first.strftime("%Y/%m/%d"),
-                                          "last": last.strftime("%Y/%m/%d"),
-                                          "days": settings.SMTPLOG_RETENTION_DAYS})
+                _("Choose a day from %(first)s to %(last)s: records are kept for %(days)s days."),
+                code="retention",
+                params={
+                    "first": first.strftime("%Y/%m/%d"),
+                    "last": last.strftime("%Y/%m/%d"),
+                    "days": settings.SMTPLOG_RETENTION_DAYS,
+                },
+            )
         return day
 
     def clean_begin(self) -> dt.date:
@@ -185,6 +218,10 @@ class QueryForm(forms.Form):
         data = super().clean()
         begin, end = data.get("begin"), data.get("end")
         if begin and end and begin > end:
-            self.add_error("end", forms.ValidationError(
-                _("The end date must not be before the begin date."), code="order"))
+            self.add_error(
+                "end",
+                forms.ValidationError(
+                    _("The end date must not be before the begin date."), code="order"
+                ),
+            )
         return data

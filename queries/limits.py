@@ -27,8 +27,16 @@ def _lock_statement(*keys: str) -> tuple[str, list[int]]:
     return "SELECT " + ", ".join(["pg_advisory_xact_lock(21365, %s)"] * len(ids)), ids
 
 
-def record_query(*, address: str, begin: dt.date, end: dt.date, client_ip: str, net: str,
-                 language: str, token: str = "") -> Query:
+def record_query(
+    *,
+    address: str,
+    begin: dt.date,
+    end: dt.date,
+    client_ip: str,
+    net: str,
+    language: str,
+    token: str = "",
+) -> Query:
     """Record a form query, pending or limited when a limit is reached, in one round trip.
 
     On PostgreSQL the advisory locks of the address and the client network and the
@@ -43,9 +51,17 @@ def record_query(*, address: str, begin: dt.date, end: dt.date, client_ip: str, 
     transaction, the caller rolls back, to a savepoint at least); the caller then answers
     with the first query (first_query_of()).
     """
-    query = Query(address=address, begin=begin, end=end, client_ip=client_ip, client_net=net,
-                  language=language, created=timezone.now(), outcome=Query.Outcome.PENDING,
-                  form_token=token or None)
+    query = Query(
+        address=address,
+        begin=begin,
+        end=end,
+        client_ip=client_ip,
+        client_net=net,
+        language=language,
+        created=timezone.now(),
+        outcome=Query.Outcome.PENDING,
+        form_token=token or None,
+    )
     insert, params = _counted_insert(query)
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
@@ -80,10 +96,15 @@ def _counted_insert(query: Query) -> tuple[str, list]:
     values, params = [], []
     for f in fields:
         if f.name == "outcome":
-            values.append("CASE WHEN counts.by_address >= %s OR counts.by_net >= %s "
-                          "THEN %s ELSE %s END")
-            params += [settings.SMTPLOG_LIMIT_PER_ADDRESS, settings.SMTPLOG_LIMIT_PER_IP,
-                       Query.Outcome.LIMITED, Query.Outcome.PENDING]
+            values.append(
+                "CASE WHEN counts.by_address >= %s OR counts.by_net >= %s THEN %s ELSE %s END"
+            )
+            params += [
+                settings.SMTPLOG_LIMIT_PER_ADDRESS,
+                settings.SMTPLOG_LIMIT_PER_IP,
+                Query.Outcome.LIMITED,
+                Query.Outcome.PENDING,
+            ]
         else:
             values.append("%s")
             params.append(f.get_db_prep_save(f.pre_save(query, True), connection))
@@ -98,8 +119,17 @@ def _counted_insert(query: Query) -> tuple[str, list]:
         "AND (address = %s OR (client_net = %s AND created >= %s))) AS counts "
         f"RETURNING {quote(meta.pk.column)}, {quote(meta.get_field('outcome').column)}"
     )
-    params += [address, net, hour_ago, False, Query.Outcome.LIMITED, day_ago, address, net,
-               hour_ago]
+    params += [
+        address,
+        net,
+        hour_ago,
+        False,
+        Query.Outcome.LIMITED,
+        day_ago,
+        address,
+        net,
+        hour_ago,
+    ]
     return sql, params
 
 
@@ -110,7 +140,9 @@ def first_query_of(token: str, net: str) -> Query | None:
     # Nearly every submit is its page's first: an indexed look-up by the unique token in
     # plain SQL, and the ORM reads the row only when there is one.
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id FROM {Query._meta.db_table} WHERE form_token = %s "
-                       "AND client_net = %s", [token, net])
+        cursor.execute(
+            f"SELECT id FROM {Query._meta.db_table} WHERE form_token = %s AND client_net = %s",
+            [token, net],
+        )
         row = cursor.fetchone()
     return Query.objects.filter(pk=row[0]).first() if row else None

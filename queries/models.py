@@ -38,15 +38,15 @@ class Query(models.Model):
     client_net = models.CharField(_("client network"), max_length=64, blank=True)
     language = models.CharField(_("language"), max_length=16)
     created = models.DateTimeField(_("asked at"), db_index=True)
-    outcome = models.CharField(_("outcome"), max_length=8, choices=Outcome.choices,
-                               default=Outcome.PENDING)
+    outcome = models.CharField(
+        _("outcome"), max_length=8, choices=Outcome.choices, default=Outcome.PENDING
+    )
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
     attempts = models.IntegerField(_("attempts"), default=0)
     error = models.TextField(_("last error"), blank=True)
     by_staff = models.BooleanField(_("sent by staff"), default=False)
     # The random token of the form page that asked: a double submit finds the first query.
-    form_token = models.CharField(max_length=32, null=True, blank=True, unique=True,
-                                  editable=False)
+    form_token = models.CharField(max_length=32, null=True, blank=True, unique=True, editable=False)
     # A worker sending the report holds the row until then (a conditional UPDATE claims it).
     claimed_until = models.DateTimeField(_("claimed until"), null=True, blank=True)
     # When the sweeper last re-enqueued it (its own claim, so two sweepers enqueue once).

@@ -33,24 +33,49 @@ DATE = "%Y/%m/%d"
 # What each column means: in the email, and on the help page.
 COLUMN_HELP = [
     ("Sum", gettext_lazy("the sum of the six columns that follow.")),
-    ("Auth_blk", gettext_lazy("attempts the relay refused: rejected messages, and failed "
-                              "logins (SMTP AUTH) with your address or login.")),
-    ("Auth_rcv", gettext_lazy("messages the relay accepted from you after you logged in "
-                              "(SMTP AUTH).")),
-    ("Bounced", gettext_lazy("recipients the message could not be delivered to; the "
-                             "reply says why.")),
-    ("Deferred", gettext_lazy("delivery attempts that failed for now; the relay retries "
-                              "later, so one recipient can be counted several times.")),
-    ("Expired", gettext_lazy("messages the relay gave up on after retrying for days; they "
-                             "were returned to you.")),
+    (
+        "Auth_blk",
+        gettext_lazy(
+            "attempts the relay refused: rejected messages, and failed "
+            "logins (SMTP AUTH) with your address or login."
+        ),
+    ),
+    (
+        "Auth_rcv",
+        gettext_lazy("messages the relay accepted from you after you logged in (SMTP AUTH)."),
+    ),
+    (
+        "Bounced",
+        gettext_lazy("recipients the message could not be delivered to; the reply says why."),
+    ),
+    (
+        "Deferred",
+        gettext_lazy(
+            "delivery attempts that failed for now; the relay retries "
+            "later, so one recipient can be counted several times."
+        ),
+    ),
+    (
+        "Expired",
+        gettext_lazy(
+            "messages the relay gave up on after retrying for days; they were returned to you."
+        ),
+    ),
     ("Sent", gettext_lazy("recipients whose mail server accepted the message.")),
-    (gettext_lazy("Sender IP"), gettext_lazy("the computer the message was sent from (for "
-                                             "webmail, the webmail server).")),
+    (
+        gettext_lazy("Sender IP"),
+        gettext_lazy("the computer the message was sent from (for webmail, the webmail server)."),
+    ),
     (gettext_lazy("SMTP Relay"), gettext_lazy("the campus relay that handled it.")),
     (gettext_lazy("ID"), gettext_lazy("the relay's queue ID of the message.")),
-    (gettext_lazy("Response Message"), gettext_lazy("the recipient, the server the message "
-                                                    "was handed to, and that server's "
-                                                    "reply (or the reason it was refused).")),
+    (
+        gettext_lazy("Response Message"),
+        gettext_lazy(
+            "the recipient, the server the message "
+            "was handed to, and that server's "
+            "reply (or the reason it was refused)."
+        ),
+    ),
 ]
 TIME = "%Y/%m/%d %H:%M:%S"
 
@@ -106,25 +131,39 @@ def days_of(begin: dt.date, end: dt.date) -> list[dt.date]:
 def summary(address: str, begin: dt.date, end: dt.date) -> tuple[list[DayRow], DayRow]:
     found = {
         row[0]: row[1:]
-        for row in DailyCounter.objects.for_sender(address).filter(day__gte=begin, day__lte=end)
+        for row in DailyCounter.objects.for_sender(address)
+        .filter(day__gte=begin, day__lte=end)
         .values_list("day", "total", *COUNTER_FIELDS)
     }
     zero = (0,) + (0,) * len(COUNTER_FIELDS)
-    days = [DayRow(day, found.get(day, zero)[0], tuple(found.get(day, zero)[1:]))
-            for day in days_of(begin, end)]
+    days = [
+        DayRow(day, found.get(day, zero)[0], tuple(found.get(day, zero)[1:]))
+        for day in days_of(begin, end)
+    ]
     columns = [sum(day.counts[i] for day in days) for i in range(len(COUNTER_FIELDS))]
     return days, DayRow(None, sum(columns), tuple(columns))
 
 
 # The Event fields behind DetailRow's, in its order (its sender_ip is the client IP).
-EVENT_FIELDS = ("client_ip", "relay", "time", "queue_id", "status", "recipient", "next_hop",
-                "response", "dsn")
+EVENT_FIELDS = (
+    "client_ip",
+    "relay",
+    "time",
+    "queue_id",
+    "status",
+    "recipient",
+    "next_hop",
+    "response",
+    "dsn",
+)
 
 
 def details(address: str, begin: dt.date, end: dt.date) -> list[DetailRow]:
     """Every counted event of the sender, oldest first, numbered from 1."""
     events = (
-        Event.objects.for_sender(address).between(begin, end).order_by("time", "id")
+        Event.objects.for_sender(address)
+        .between(begin, end)
+        .order_by("time", "id")
         .values_list(*EVENT_FIELDS)
     )
     # A heavy sender has tens of thousands of rows: no Python-level call per row, and the
@@ -170,8 +209,10 @@ def _fetch_postgresql(events) -> list[tuple]:
     sql, params = events.query.sql_with_params()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.cursor.adapters.register_loader(oid, psycopg.adapters.get_loader(oid, Format.TEXT))
-        cursor.execute("SELECT current_setting('enable_bitmapscan'), "
-                       "set_config('enable_bitmapscan', 'off', true)")
+        cursor.execute(
+            "SELECT current_setting('enable_bitmapscan'), "
+            "set_config('enable_bitmapscan', 'off', true)"
+        )
         before = cursor.fetchone()[0]
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -185,23 +226,27 @@ _STATUS_DSN = operator.itemgetter(DetailRow._fields.index("status"), DetailRow._
 def explanation_keys(rows: list[DetailRow]) -> set[str]:
     """The explanations the rows need; the reply text matters only where the code can't tell."""
     pairs = set(map(_STATUS_DSN, rows))  # a handful, whatever the number of rows
-    signatures = {(status, dsn, "") for status, dsn in pairs
-                  if not explain.needs_text(status, dsn)}
+    signatures = {(status, dsn, "") for status, dsn in pairs if not explain.needs_text(status, dsn)}
     if wordy := {pair for pair in pairs if explain.needs_text(*pair)}:
-        signatures |= {(row.status, row.dsn, row.response) for row in rows
-                       if (row.status, row.dsn) in wordy}
+        signatures |= {
+            (row.status, row.dsn, row.response) for row in rows if (row.status, row.dsn) in wordy
+        }
     return {explain.key_of(*signature) for signature in signatures} - {""}
 
 
-def build_report(address: str, begin: dt.date, end: dt.date, client_ip: str = "",
-                 language: str = settings.LANGUAGE_CODE) -> Report:
+def build_report(
+    address: str,
+    begin: dt.date,
+    end: dt.date,
+    client_ip: str = "",
+    language: str = settings.LANGUAGE_CODE,
+) -> Report:
     address = normalize_address(address)
     days, total = summary(address, begin, end)
     rows = details(address, begin, end)
     with translation.override(language):
         explanations = explain.explain(explanation_keys(rows))
-    return Report(address, begin, end, client_ip or "", language, days, total, rows,
-                  explanations)
+    return Report(address, begin, end, client_ip or "", language, days, total, rows, explanations)
 
 
 # Renderings
@@ -230,29 +275,59 @@ def render_csv(report: Report) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     with translation.override(report.language):
-        writer.writerow([_("No."), _("Sender IP"), _("SMTP Relay"), _("Time"), _("ID"),
-                         _("Status"), _("Response Message")])
+        writer.writerow(
+            [
+                _("No."),
+                _("Sender IP"),
+                _("SMTP Relay"),
+                _("Time"),
+                _("ID"),
+                _("Status"),
+                _("Response Message"),
+            ]
+        )
     for row in report.rows:
-        writer.writerow([row.number, row.sender_ip or "", row.relay,
-                         timezone.localtime(row.time).strftime(TIME), row.queue_id, row.status,
-                         row.message])
+        writer.writerow(
+            [
+                row.number,
+                row.sender_ip or "",
+                row.relay,
+                timezone.localtime(row.time).strftime(TIME),
+                row.queue_id,
+                row.status,
+                row.message,
+            ]
+        )
     return "\ufeff" + out.getvalue()
 
 
 def render_json(report: Report) -> dict:
     def day(row: DayRow) -> dict:
-        return {"date": row.day.isoformat() if row.day else "total", "sum": row.total,
-                **dict(zip(COUNTER_FIELDS, row.counts, strict=True))}
+        return {
+            "date": row.day.isoformat() if row.day else "total",
+            "sum": row.total,
+            **dict(zip(COUNTER_FIELDS, row.counts, strict=True)),
+        }
 
     return {
-        "header": {"email": report.address, "begin": report.begin.isoformat(),
-                   "end": report.end.isoformat(), "client_ip": report.client_ip,
-                   "language": report.language},
+        "header": {
+            "email": report.address,
+            "begin": report.begin.isoformat(),
+            "end": report.end.isoformat(),
+            "client_ip": report.client_ip,
+            "language": report.language,
+        },
         "summary": [day(row) for row in report.days] + [day(report.total)],
         "details": [
-            {"no": r.number, "sender_ip": r.sender_ip or "", "relay": r.relay,
-             "time": timezone.localtime(r.time).isoformat(), "queue_id": r.queue_id,
-             "status": r.status, "response": r.message}
+            {
+                "no": r.number,
+                "sender_ip": r.sender_ip or "",
+                "relay": r.relay,
+                "time": timezone.localtime(r.time).isoformat(),
+                "queue_id": r.queue_id,
+                "status": r.status,
+                "response": r.message,
+            }
             for r in report.rows
         ],
         "explanations": [{"code": e.code, "text": e.text} for e in report.explanations],
@@ -269,6 +344,9 @@ def report_message(report: Report) -> EmailMultiAlternatives:
     """The email: to the address the report describes, and only to it."""
     csv_text = render_csv(report)
     return make_message(
-        "report", report.address, context(report, settings.SMTPLOG_REPORT_BODY_ROWS),
-        report.language, attachments=[(csv_filename(report), csv_text.encode(), "text/csv")],
+        "report",
+        report.address,
+        context(report, settings.SMTPLOG_REPORT_BODY_ROWS),
+        report.language,
+        attachments=[(csv_filename(report), csv_text.encode(), "text/csv")],
     )

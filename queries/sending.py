@@ -42,7 +42,8 @@ def is_transient(exc: Exception) -> bool:
 
 def claim(query_id: int, now: dt.datetime) -> bool:
     return bool(
-        Query.objects.claimable(now).filter(id=query_id)
+        Query.objects.claimable(now)
+        .filter(id=query_id)
         .update(claimed_until=now + LEASE, attempts=F("attempts") + 1)
     )
 
@@ -55,8 +56,13 @@ def send_query_report(query_id: int, final: bool = False) -> str:
     if not claim(query_id, timezone.now()):
         return "skipped: not pending or claimed by another worker"
     query = Query.objects.get(id=query_id)
-    report = build_report(query.address, query.begin, query.end,
-                          client_ip=query.client_ip or "", language=query.language)
+    report = build_report(
+        query.address,
+        query.begin,
+        query.end,
+        client_ip=query.client_ip or "",
+        language=query.language,
+    )
     try:
         report_message(report).send()
     except (smtplib.SMTPException, OSError) as exc:
@@ -85,7 +91,8 @@ def lost_queries(now: dt.datetime, min_age: dt.timedelta = SWEEP_AFTER) -> list[
         .filter(created__lte=now - min_age, created__gt=now - GIVE_UP_AFTER)
         .filter(Q(attempts=0) | Q(claimed_until__lt=now - STALE_AFTER))
         .filter(Q(swept_at__isnull=True) | Q(swept_at__lt=now - STALE_AFTER))
-        .order_by("id").values_list("id", flat=True)[:1000]
+        .order_by("id")
+        .values_list("id", flat=True)[:1000]
     )
 
 
@@ -98,8 +105,11 @@ def claim_for_sweep(query_id: int, now: dt.datetime) -> bool:
     )
 
 
-def sweep(enqueue: Callable[[int], object], now: dt.datetime | None = None,
-          min_age: dt.timedelta = SWEEP_AFTER) -> str:
+def sweep(
+    enqueue: Callable[[int], object],
+    now: dt.datetime | None = None,
+    min_age: dt.timedelta = SWEEP_AFTER,
+) -> str:
     """Re-enqueue lost queries, each claimed first; give up on those a day old."""
     now = now or timezone.now()
     given_up = give_up_old(now)
@@ -119,6 +129,6 @@ def sweep(enqueue: Callable[[int], object], now: dt.datetime | None = None,
 
 
 def give_up_old(now: dt.datetime) -> int:
-    return Query.objects.filter(outcome=Query.Outcome.PENDING,
-                                created__lte=now - GIVE_UP_AFTER).update(
-        outcome=Query.Outcome.FAILED, error="not sent within 24 hours", claimed_until=None)
+    return Query.objects.filter(
+        outcome=Query.Outcome.PENDING, created__lte=now - GIVE_UP_AFTER
+    ).update(outcome=Query.Outcome.FAILED, error="not sent within 24 hours", claimed_until=None)

@@ -53,19 +53,27 @@ def query_form(request: HttpRequest) -> HttpResponse:
         if not form.is_valid():
             return render(request, "queries/form.html", {"form": form})
         response = _submit(request, form.cleaned_data, str(address), net, language)
-    response.set_cookie(settings.LANGUAGE_COOKIE_NAME, language, samesite="Lax",
-                        max_age=365 * 86400)
+    response.set_cookie(
+        settings.LANGUAGE_COOKIE_NAME, language, samesite="Lax", max_age=365 * 86400
+    )
     return response
 
 
-def _submit(request: HttpRequest, data: dict, address: str, net: str,
-            language: str) -> HttpResponse:
+def _submit(
+    request: HttpRequest, data: dict, address: str, net: str, language: str
+) -> HttpResponse:
     query = None
     try:
         with _savepoint_in_transaction():
-            query = record_query(address=data["email"], begin=data["begin"], end=data["end"],
-                                 client_ip=address, net=net, language=language,
-                                 token=data["token"])
+            query = record_query(
+                address=data["email"],
+                begin=data["begin"],
+                end=data["end"],
+                client_ip=address,
+                net=net,
+                language=language,
+                token=data["token"],
+            )
             if query.outcome == Query.Outcome.PENDING:
                 send_report.delay_on_commit(query.id)  # at once if already committed
     except IntegrityError:  # the same page submitted twice at once: the other one won
@@ -75,8 +83,11 @@ def _submit(request: HttpRequest, data: dict, address: str, net: str,
     except BROKER_ERRORS as exc:
         if query is None or query.pk is None:
             raise
-        log.warning("query %s: broker unavailable, left pending for the sweeper (%s)",
-                    query.id, type(exc).__name__)
+        log.warning(
+            "query %s: broker unavailable, left pending for the sweeper (%s)",
+            query.id,
+            type(exc).__name__,
+        )
         return render(request, "queries/delayed.html", {"query": query}, status=202)
     log.info("query %s: %s", query.id, query.outcome)
     return _answer(request, query)
@@ -99,7 +110,8 @@ def _answer(request: HttpRequest, query: Query) -> HttpResponse:
 def _facts() -> dict:
     return {
         "retention_days": settings.SMTPLOG_RETENTION_DAYS,
-        "domains": settings.SMTPLOG_CAMPUS_DOMAINS, "contact": settings.SMTPLOG_CONTACT_EMAIL,
+        "domains": settings.SMTPLOG_CAMPUS_DOMAINS,
+        "contact": settings.SMTPLOG_CONTACT_EMAIL,
         "limit_address": settings.SMTPLOG_LIMIT_PER_ADDRESS,
         "limit_ip": settings.SMTPLOG_LIMIT_PER_IP,
     }

@@ -39,8 +39,16 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdmin):
-    list_display = ("first_seen", "relay", "queue_id", "sender", "client_ip", "sasl_username",
-                    "nrcpt", "removed_at")
+    list_display = (
+        "first_seen",
+        "relay",
+        "queue_id",
+        "sender",
+        "client_ip",
+        "sasl_username",
+        "nrcpt",
+        "removed_at",
+    )
     list_filter = ("relay",)
     search_fields = ("=sender", "=queue_id", "=message_id", "=sasl_username")
     date_hierarchy = "first_seen"
@@ -50,8 +58,17 @@ class MessageAdmin(ReadOnlyAdmin):
 
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdmin):
-    list_display = ("time", "status", "sender", "recipient", "relay", "queue_id", "client_ip",
-                    "dsn", "short_response")
+    list_display = (
+        "time",
+        "status",
+        "sender",
+        "recipient",
+        "relay",
+        "queue_id",
+        "client_ip",
+        "dsn",
+        "short_response",
+    )
     list_filter = ("status", "relay", "day")
     search_fields = ("=sender", "=recipient", "=queue_id")
     date_hierarchy = "day"
@@ -65,8 +82,17 @@ class EventAdmin(ReadOnlyAdmin):
 
 @admin.register(DailyCounter)
 class DailyCounterAdmin(ReadOnlyAdmin):
-    list_display = ("day", "sender", "total", "auth_blk", "auth_rcv", "bounced", "deferred",
-                    "expired", "sent")
+    list_display = (
+        "day",
+        "sender",
+        "total",
+        "auth_blk",
+        "auth_rcv",
+        "bounced",
+        "deferred",
+        "expired",
+        "sent",
+    )
     list_filter = ("day",)
     search_fields = ("=sender",)
     date_hierarchy = "day"

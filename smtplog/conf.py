@@ -36,8 +36,9 @@ def env_bool(name: str, default: bool, environ=None) -> bool:
     raise ImproperlyConfigured(f"{name}: expected one of true/false/1/0/yes/no, got {value!r}")
 
 
-def env_int(name: str, default: int, minimum: int | None = None, maximum: int | None = None,
-            environ=None) -> int:
+def env_int(
+    name: str, default: int, minimum: int | None = None, maximum: int | None = None, environ=None
+) -> int:
     value = _raw(name, str(default), environ)
     try:
         number = int(value)

@@ -13,9 +13,14 @@ from django.template.loader import render_to_string
 from django.utils import translation
 
 
-def make_message(name: str, to: str, ctx: dict, language: str, headers: dict | None = None,
-                 attachments: list[tuple[str, bytes | str, str]] | None = None,
-                 ) -> EmailMultiAlternatives:
+def make_message(
+    name: str,
+    to: str,
+    ctx: dict,
+    language: str,
+    headers: dict | None = None,
+    attachments: list[tuple[str, bytes | str, str]] | None = None,
+) -> EmailMultiAlternatives:
     """Render message kind `name` for one recipient, in `language`."""
     with translation.override(language):
         subject = render_to_string(f"emails/{name}-subject.txt", ctx)
@@ -24,8 +29,9 @@ def make_message(name: str, to: str, ctx: dict, language: str, headers: dict | N
         html = render_to_string(f"emails/{name}-body.html", ctx)
     all_headers = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All"}
     all_headers.update(headers or {})
-    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to],
-                                     headers=all_headers)
+    message = EmailMultiAlternatives(
+        subject, text, settings.DEFAULT_FROM_EMAIL, [to], headers=all_headers
+    )
     message.attach_alternative(html, "text/html")
     for filename, content, mimetype in attachments or ():
         message.attach(filename, content, mimetype)

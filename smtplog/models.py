@@ -42,7 +42,6 @@ class Status(models.TextChoices):
 COUNTER_FIELDS = ("auth_blk", "auth_rcv", "bounced", "deferred", "expired", "sent")
 
 
-
 class BlockRangeIndex(BrinIndex):
     """A BRIN index on PostgreSQL; an ordinary one where there is no such thing (SQLite)."""
 
@@ -50,6 +49,7 @@ class BlockRangeIndex(BrinIndex):
         if schema_editor.connection.vendor != "postgresql":
             return models.Index.create_sql(self, model, schema_editor, **kwargs)
         return super().create_sql(model, schema_editor, using=using, **kwargs)
+
 
 class Message(models.Model):
     """One life of a queue ID on one relay: from its first line to `removed`.
@@ -61,8 +61,9 @@ class Message(models.Model):
     relay = models.CharField(_("relay"), max_length=255)
     queue_id = models.CharField(_("queue ID"), max_length=32)
     first_seen = models.DateTimeField(_("first seen"))
-    sender = models.CharField(_("sender"), max_length=320, blank=True,
-                              help_text=_("Empty until qmgr logs from=<...>."))
+    sender = models.CharField(
+        _("sender"), max_length=320, blank=True, help_text=_("Empty until qmgr logs from=<...>.")
+    )
     client_name = models.CharField(_("client name"), max_length=255, blank=True)
     client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
     sasl_method = models.CharField(_("SASL method"), max_length=32, blank=True)
@@ -77,8 +78,13 @@ class Message(models.Model):
     # seconds younger and goes at the next purge; till then its origin_id leads nowhere,
     # which every reader takes as "no origin".
     origin = models.ForeignKey(
-        "self", models.DO_NOTHING, null=True, blank=True, related_name="requeued",
-        db_constraint=False, db_index=False,
+        "self",
+        models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="requeued",
+        db_constraint=False,
+        db_index=False,
         verbose_name=_("before the content filter"),
         help_text=_("The message this one was re-queued from by the content filter."),
     )
@@ -92,8 +98,9 @@ class Message(models.Model):
         constraints = [
             # Queue ID first: it also serves the admin's and the ingester's lookups by
             # queue ID (a separate index on it cost ingestion time for nothing).
-            models.UniqueConstraint(fields=["queue_id", "relay", "first_seen"],
-                                    name="message_queue_id_relay_first_seen"),
+            models.UniqueConstraint(
+                fields=["queue_id", "relay", "first_seen"], name="message_queue_id_relay_first_seen"
+            ),
         ]
         indexes = [
             # Rows arrive in time order: a block-range index answers date ranges (admin,
@@ -123,13 +130,21 @@ class Event(models.Model):
     time = models.DateTimeField(_("time"))
     day = models.DateField(_("day"), help_text=_("Local day of the time, in TIME_ZONE."))
     sender = models.CharField(
-        _("sender"), max_length=320, blank=True,
+        _("sender"),
+        max_length=320,
+        blank=True,
         help_text=_("Empty while the sender is not known yet; such events are not counted."),
     )
     status = models.CharField(_("status"), max_length=8, choices=Status.choices)
-    message = models.ForeignKey(Message, models.SET_NULL, null=True, blank=True,
-                                related_name="events", verbose_name=_("message"),
-                                db_constraint=False)
+    message = models.ForeignKey(
+        Message,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="events",
+        verbose_name=_("message"),
+        db_constraint=False,
+    )
     relay = models.CharField(_("relay"), max_length=255)
     queue_id = models.CharField(_("queue ID"), max_length=32, blank=True)
     client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
@@ -155,8 +170,9 @@ class Event(models.Model):
             models.Index(fields=["queue_id"], name="event_queue_id"),
             models.Index(fields=["recipient"], name="event_recipient"),
             # Unattributed events waiting for their sender or login to become known.
-            models.Index(fields=["sasl_username"], name="event_pending_login",
-                         condition=models.Q(sender="")),
+            models.Index(
+                fields=["sasl_username"], name="event_pending_login", condition=models.Q(sender="")
+            ),
         ]
 
     def __str__(self) -> str:
@@ -180,8 +196,12 @@ class DailyCounter(models.Model):
     expired = models.IntegerField(_("Expired"), default=0)
     sent = models.IntegerField(_("Sent"), default=0)
     total = models.GeneratedField(
-        expression=F("auth_blk") + F("auth_rcv") + F("bounced") + F("deferred")
-        + F("expired") + F("sent"),
+        expression=F("auth_blk")
+        + F("auth_rcv")
+        + F("bounced")
+        + F("deferred")
+        + F("expired")
+        + F("sent"),
         output_field=models.IntegerField(),
         db_persist=True,
         verbose_name=_("Sum"),
@@ -232,7 +252,9 @@ class LogFile(models.Model):
     position = models.BigIntegerField(_("position"), default=0)
     lines = models.BigIntegerField(_("lines read"), default=0)
     year_anchor = models.IntegerField(
-        _("year"), null=True, blank=True,
+        _("year"),
+        null=True,
+        blank=True,
         help_text=_("Year of the last classic (year-less) timestamp read from this file."),
     )
     last_month = models.IntegerField(null=True, blank=True, editable=False)

@@ -69,16 +69,111 @@ FILTER_RELAY = "127.0.0.1[127.0.0.1]:10024"
 _first = operator.itemgetter(0)  # sort key of (time, ...) tuples
 RCPT_COUNTS, RCPT_CUMULATIVE = (1, 2, 3, 4, 5), (60, 80, 90, 96, 100)  # nrcpt of most messages
 WEBMAIL = ("webmail.nthu.edu.tw", "140.114.64.10")
-HOUR_WEIGHTS = (0.25, 0.15, 0.1, 0.1, 0.1, 0.2, 0.4, 0.9, 1.6, 2.3, 2.4, 2.2,
-                1.3, 1.8, 2.3, 2.3, 2.1, 1.6, 1.0, 0.9, 1.0, 1.0, 0.8, 0.5)
+HOUR_WEIGHTS = (
+    0.25,
+    0.15,
+    0.1,
+    0.1,
+    0.1,
+    0.2,
+    0.4,
+    0.9,
+    1.6,
+    2.3,
+    2.4,
+    2.2,
+    1.3,
+    1.8,
+    2.3,
+    2.3,
+    2.1,
+    1.6,
+    1.0,
+    0.9,
+    1.0,
+    1.0,
+    0.8,
+    0.5,
+)
 
-DEPTS = ("cs", "ee", "phys", "chem", "math", "me", "mse", "ls", "hss", "ess", "cc", "lib",
-         "stat", "ieem", "che", "nes", "ipt", "oga", "adm", "ccxp")
-SURNAMES = ("chen", "lin", "huang", "chang", "lee", "wang", "wu", "liu", "tsai", "yang", "hsu",
-            "cheng", "hsieh", "kuo", "lai", "hung", "tseng", "chiu", "lu", "chou", "su", "yeh")
-GIVEN = ("alice", "bob", "carol", "david", "emily", "frank", "grace", "henry", "ivy", "jack",
-         "kevin", "linda", "mike", "nina", "oscar", "peggy", "ray", "sandy", "tom", "vicky",
-         "wendy", "ming", "wei", "hao", "ting", "yu", "jun", "chia", "hsin", "yun")
+DEPTS = (
+    "cs",
+    "ee",
+    "phys",
+    "chem",
+    "math",
+    "me",
+    "mse",
+    "ls",
+    "hss",
+    "ess",
+    "cc",
+    "lib",
+    "stat",
+    "ieem",
+    "che",
+    "nes",
+    "ipt",
+    "oga",
+    "adm",
+    "ccxp",
+)
+SURNAMES = (
+    "chen",
+    "lin",
+    "huang",
+    "chang",
+    "lee",
+    "wang",
+    "wu",
+    "liu",
+    "tsai",
+    "yang",
+    "hsu",
+    "cheng",
+    "hsieh",
+    "kuo",
+    "lai",
+    "hung",
+    "tseng",
+    "chiu",
+    "lu",
+    "chou",
+    "su",
+    "yeh",
+)
+GIVEN = (
+    "alice",
+    "bob",
+    "carol",
+    "david",
+    "emily",
+    "frank",
+    "grace",
+    "henry",
+    "ivy",
+    "jack",
+    "kevin",
+    "linda",
+    "mike",
+    "nina",
+    "oscar",
+    "peggy",
+    "ray",
+    "sandy",
+    "tom",
+    "vicky",
+    "wendy",
+    "ming",
+    "wei",
+    "hao",
+    "ting",
+    "yu",
+    "jun",
+    "chia",
+    "hsin",
+    "yun",
+)
 SERVICES = ("noreply", "cron", "monitor", "nas", "gitlab", "moodle", "printer", "backup", "wiki")
 
 # address, kind, SASL username (None: relayed without SASL), client name, client IP, sessions
@@ -88,10 +183,22 @@ SERVICES = ("noreply", "cron", "monitor", "nas", "gitlab", "moodle", "printer", 
 FIXED_SENDERS = (
     ("alice@cs.nthu.edu.tw", "sasl", "alice", "unknown", "140.114.89.41", 6),
     ("noreply@nthu.edu.tw", "server", None, "ccxp.nthu.edu.tw", "140.114.64.20", 25),
-    ("lab-server@phys.nthu.edu.tw", "server", None, "lab-server.phys.nthu.edu.tw",
-     "140.114.81.22", 8),
-    ("bob.chen@ee.nthu.edu.tw", "sasl", "bob.chen@ee.nthu.edu.tw", "pc-bob.ee.nthu.edu.tw",
-     "140.114.24.133", 4),
+    (
+        "lab-server@phys.nthu.edu.tw",
+        "server",
+        None,
+        "lab-server.phys.nthu.edu.tw",
+        "140.114.81.22",
+        8,
+    ),
+    (
+        "bob.chen@ee.nthu.edu.tw",
+        "sasl",
+        "bob.chen@ee.nthu.edu.tw",
+        "pc-bob.ee.nthu.edu.tw",
+        "140.114.24.133",
+        4,
+    ),
     ("s110062001@m110.nthu.edu.tw", "webmail", "s110062001", *WEBMAIL, 3),
     ("wlin@math.nthu.edu.tw", "sasl", "wlin@math.nthu.edu.tw", "unknown", "140.114.31.77", 3),
     ("ta-ds@cs.nthu.edu.tw", "sasl", "ta-ds", "ta-server.cs.nthu.edu.tw", "140.114.89.200", 2),
@@ -105,15 +212,33 @@ MIXED_CASE = {"wlin@math.nthu.edu.tw": "WLin@math.nthu.edu.tw"}
 
 # name, MX host, MX addresses, reply style, weight, mode (ok, dead, typo)
 DOMAINS = (
-    ("gmail.com", "gmail-smtp-in.l.google.com", ("142.250.157.26", "142.250.157.27",
-                                                  "74.125.204.26"), "gmail", 30, "ok"),
+    (
+        "gmail.com",
+        "gmail-smtp-in.l.google.com",
+        ("142.250.157.26", "142.250.157.27", "74.125.204.26"),
+        "gmail",
+        30,
+        "ok",
+    ),
     ("gapp.nthu.edu.tw", "aspmx.l.google.com", ("142.251.8.26", "142.251.8.27"), "gmail", 6, "ok"),
     ("yahoo.com.tw", "mta7.am0.yahoodns.net", ("67.195.204.72", "98.136.96.75"), "yahoo", 6, "ok"),
     ("yahoo.com", "mta6.am0.yahoodns.net", ("67.195.204.79", "98.136.96.91"), "yahoo", 2, "ok"),
-    ("outlook.com", "outlook-com.olc.protection.outlook.com", ("52.101.42.6", "52.101.11.18"),
-     "outlook", 4, "ok"),
-    ("hotmail.com", "hotmail-com.olc.protection.outlook.com", ("52.101.68.9", "52.101.73.2"),
-     "outlook", 4, "ok"),
+    (
+        "outlook.com",
+        "outlook-com.olc.protection.outlook.com",
+        ("52.101.42.6", "52.101.11.18"),
+        "outlook",
+        4,
+        "ok",
+    ),
+    (
+        "hotmail.com",
+        "hotmail-com.olc.protection.outlook.com",
+        ("52.101.68.9", "52.101.73.2"),
+        "outlook",
+        4,
+        "ok",
+    ),
     ("ntu.edu.tw", "mx.ntu.edu.tw", ("140.112.2.36", "140.112.2.37"), "postfix", 3, "ok"),
     ("nycu.edu.tw", "mx1.nycu.edu.tw", ("140.113.6.9",), "postfix", 2, "ok"),
     ("ncku.edu.tw", "mail.ncku.edu.tw", ("140.116.2.40",), "exim", 1.5, "ok"),
@@ -129,19 +254,39 @@ DOMAINS = (
 CAMPUS_WEIGHT = 22  # spread over the departments' mailbox hosts
 TLS_TO = {
     "gmail": "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 "
-             "server-signature ECDSA (P-256) server-digest SHA256",
+    "server-signature ECDSA (P-256) server-digest SHA256",
     "outlook": "TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits)",
     "yahoo": "TLSv1.3 with cipher TLS_AES_128_GCM_SHA256 (128/128 bits) key-exchange X25519 "
-             "server-signature RSA-PSS (2048 bits) server-digest SHA256",
+    "server-signature RSA-PSS (2048 bits) server-digest SHA256",
 }
-TLS_FROM = ("TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 "
-            "server-signature RSA-PSS (2048 bits) server-digest SHA256")
-ATTACK_NETS = ("185.220.101", "45.144.212", "141.98.10", "193.32.162", "80.94.95", "222.162.115",
-               "103.151.140", "5.188.206")
-SPAM_FROM = ("sales@promo-deals.top", "info@bestprice-mail.xyz", "support@secure-verify.info",
-             "newsletter@cheap-meds.ru", "admin@invoice-docs.click")
-FAKE_ACCOUNTS = ("admin@nthu.edu.tw", "test@cs.nthu.edu.tw", "info@nthu.edu.tw",
-                 "webmaster@ee.nthu.edu.tw", "postmaster@nthu.edu.tw")
+TLS_FROM = (
+    "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 "
+    "server-signature RSA-PSS (2048 bits) server-digest SHA256"
+)
+ATTACK_NETS = (
+    "185.220.101",
+    "45.144.212",
+    "141.98.10",
+    "193.32.162",
+    "80.94.95",
+    "222.162.115",
+    "103.151.140",
+    "5.188.206",
+)
+SPAM_FROM = (
+    "sales@promo-deals.top",
+    "info@bestprice-mail.xyz",
+    "support@secure-verify.info",
+    "newsletter@cheap-meds.ru",
+    "admin@invoice-docs.click",
+)
+FAKE_ACCOUNTS = (
+    "admin@nthu.edu.tw",
+    "test@cs.nthu.edu.tw",
+    "info@nthu.edu.tw",
+    "webmaster@ee.nthu.edu.tw",
+    "postmaster@nthu.edu.tw",
+)
 
 
 @dataclass
@@ -160,21 +305,36 @@ class Expected:
     timestamp_format: str = "classic"
 
     def to_json(self) -> dict:
-        return {"timezone": self.timezone, "first_day": self.first_day.isoformat(),
-                "last_day": self.last_day.isoformat(), "timestamp_format": self.timestamp_format,
-                "seed": self.seed, "lines": self.lines, "relays": self.relays,
-                "files": self.files, "counts": self.counts, "pflogsumm": self.pflogsumm}
+        return {
+            "timezone": self.timezone,
+            "first_day": self.first_day.isoformat(),
+            "last_day": self.last_day.isoformat(),
+            "timestamp_format": self.timestamp_format,
+            "seed": self.seed,
+            "lines": self.lines,
+            "relays": self.relays,
+            "files": self.files,
+            "counts": self.counts,
+            "pflogsumm": self.pflogsumm,
+        }
 
     @classmethod
     def load(cls, path: Path) -> Expected:
         """Read an ``expected.json`` (or the directory holding it)."""
         path = Path(path)
         data = json.loads((path / "expected.json" if path.is_dir() else path).read_text())
-        return cls(timezone=data["timezone"], first_day=date.fromisoformat(data["first_day"]),
-                   last_day=date.fromisoformat(data["last_day"]), counts=data["counts"],
-                   lines=data["lines"], relays=data["relays"], pflogsumm=data["pflogsumm"],
-                   files=data.get("files", []), seed=data.get("seed", 1),
-                   timestamp_format=data.get("timestamp_format", "classic"))
+        return cls(
+            timezone=data["timezone"],
+            first_day=date.fromisoformat(data["first_day"]),
+            last_day=date.fromisoformat(data["last_day"]),
+            counts=data["counts"],
+            lines=data["lines"],
+            relays=data["relays"],
+            pflogsumm=data["pflogsumm"],
+            files=data.get("files", []),
+            seed=data.get("seed", 1),
+            timestamp_format=data.get("timestamp_format", "classic"),
+        )
 
     def day(self, sender: str, day: date | str) -> dict[str, int]:
         """All six columns and their sum for one sender and day (zeros included)."""
@@ -193,10 +353,19 @@ class Expected:
         return out
 
 
-def generate(out_dir: Path, days: int = 31, end: date | None = None, *, relays: int = 3,
-             messages_per_day: int = 300, seed: int = 1, tz: str = "Asia/Taipei",
-             timestamp_format: str = "classic", senders: int = 60,
-             gzip_rotated: bool = True) -> Expected:
+def generate(
+    out_dir: Path,
+    days: int = 31,
+    end: date | None = None,
+    *,
+    relays: int = 3,
+    messages_per_day: int = 300,
+    seed: int = 1,
+    tz: str = "Asia/Taipei",
+    timestamp_format: str = "classic",
+    senders: int = 60,
+    gzip_rotated: bool = True,
+) -> Expected:
     """Write a sample of `days` local days ending with `end` (default: today) under `out_dir`.
 
     Per relay, ``out_dir/<host>/mail.log*`` (older ``mail.log*`` files there are replaced), and
@@ -208,13 +377,23 @@ def generate(out_dir: Path, days: int = 31, end: date | None = None, *, relays: 
     end = end or datetime.now(zone).date()
     first = end - timedelta(days=days - 1)
     out_dir = Path(out_dir)
-    sim = Simulation(out_dir, first, days, zone, relays=relays, per_day=messages_per_day,
-                     seed=seed, timestamp_format=timestamp_format, senders=senders,
-                     gzip_rotated=gzip_rotated)
+    sim = Simulation(
+        out_dir,
+        first,
+        days,
+        zone,
+        relays=relays,
+        per_day=messages_per_day,
+        seed=seed,
+        timestamp_format=timestamp_format,
+        senders=senders,
+        gzip_rotated=gzip_rotated,
+    )
     sim.run()
     expected = sim.expected(tz)
-    (out_dir / "expected.json").write_text(json.dumps(expected.to_json(), indent=1,
-                                                      sort_keys=True) + "\n")
+    (out_dir / "expected.json").write_text(
+        json.dumps(expected.to_json(), indent=1, sort_keys=True) + "\n"
+    )
     return expected
 
 
@@ -318,13 +497,16 @@ class Clock:
         noon = self.local(start + 43200)
         self._fixed = stop - start == 86400 and self.local(start).utcoffset() == noon.utcoffset()
         self._offset = _offset(noon)
-        self._prefix = (f"{day.isoformat()}T" if self.rfc
-                        else f"{MONTHS[day.month - 1]} {day.day:2d} ")
+        self._prefix = (
+            f"{day.isoformat()}T" if self.rfc else f"{MONTHS[day.month - 1]} {day.day:2d} "
+        )
 
     def rotations(self, rng: random.Random) -> list[float]:
         """cron.daily's logrotate runs on each day at 06:25 and some seconds."""
-        return [datetime.combine(d, ROTATION, self.zone).timestamp() + rng.uniform(1, 40)
-                for d in self.dates[:-1]]
+        return [
+            datetime.combine(d, ROTATION, self.zone).timestamp() + rng.uniform(1, 40)
+            for d in self.dates[:-1]
+        ]
 
 
 def _offset(lt: datetime) -> str:
@@ -357,14 +539,18 @@ class LogFiles:
         path = self.directory / self.name(self.index)
         self.paths.append(path)
         # gzip -1 rather than logrotate's -6: three times faster, and no reader can tell
-        self.fh = (gzip.GzipFile(path, "wb", compresslevel=1, mtime=0) if path.suffix == ".gz"
-                   else open(path, "wb"))  # noqa: SIM115 - closed in close()
+        self.fh = (
+            gzip.GzipFile(path, "wb", compresslevel=1, mtime=0)
+            if path.suffix == ".gz"
+            else open(path, "wb")  # noqa: SIM115 - closed in close()
+        )
 
     def rotate(self) -> None:
         self.close()
         self.index += 1
-        self.next_rotation = (self.rotations[self.index] if self.index < len(self.rotations)
-                              else float("inf"))
+        self.next_rotation = (
+            self.rotations[self.index] if self.index < len(self.rotations) else float("inf")
+        )
         self.last = None
         self._open()
 
@@ -395,8 +581,7 @@ class Relay:
         self.fqdn = f"{self.host}.nthu.edu.tw"
         self.ip = f"140.114.63.{11 + index}"
         self.syslog = s = "postfix-out" if long_ids else "postfix"
-        self.reinject_name = (f"{s}/10025/smtpd" if long_ids or index % 2
-                              else f"{s}/smtpd")
+        self.reinject_name = f"{s}/10025/smtpd" if long_ids or index % 2 else f"{s}/smtpd"
         # pflogsumm counts a client= line as received only from a daemon named plain "smtpd"
         self.reinject_received = RECEIVED if self.reinject_name == f"{s}/smtpd" else -1
         self.filter_name = f"{s}/amavis/smtp" if long_ids else f"{s}/smtp"
@@ -404,10 +589,20 @@ class Relay:
         self.pid = rng.randint(1500, 9000)
         self.qmgr = f"{s}/qmgr[{self._next_pid()}]"
         self.amavis = [rng.randint(1000, 4000) for _ in range(3)]
-        self.pools = {name: [f"{s}/{name}[{self._next_pid()}]" for _ in range(size)]
-                      for name, size in (("cleanup", 3), ("smtp", 8), ("bounce", 1),
-                                         ("error", 2), ("smtpd", 6), ("submission/smtpd", 4),
-                                         ("anvil", 1), ("postscreen", 1), ("dnsblog", 2))}
+        self.pools = {
+            name: [f"{s}/{name}[{self._next_pid()}]" for _ in range(size)]
+            for name, size in (
+                ("cleanup", 3),
+                ("smtp", 8),
+                ("bounce", 1),
+                ("error", 2),
+                ("smtpd", 6),
+                ("submission/smtpd", 4),
+                ("anvil", 1),
+                ("postscreen", 1),
+                ("dnsblog", 2),
+            )
+        }
         self.pools["filter"] = [f"{self.filter_name}[{self._next_pid()}]" for _ in range(4)]
         self.pools["reinject"] = [f"{self.reinject_name}[{self._next_pid()}]" for _ in range(4)]
         self._sec, self._sec_text = -1, ""
@@ -458,8 +653,12 @@ class Relay:
         if sec != self._sec:
             self._sec, self._sec_text = sec, _base(sec, 6, LONG_ID_ALPHABET)
         inode = self.rng.randint(100_000, 9_000_000)
-        return (self._sec_text + _base(usec, 4, LONG_ID_ALPHABET) + "z"
-                + _base(inode, 1, LONG_ID_ALPHABET[:51]))
+        return (
+            self._sec_text
+            + _base(usec, 4, LONG_ID_ALPHABET)
+            + "z"
+            + _base(inode, 1, LONG_ID_ALPHABET[:51])
+        )
 
     def free(self, qid: str, t: float) -> None:
         self.inflight.discard(qid)
@@ -491,7 +690,12 @@ class Sender:
 
     def __init__(self, address: str, kind: str, login: str | None, client: str, ip: str) -> None:
         self.address, self.kind, self.login, self.client, self.ip = (
-            address, kind, login, client, ip)
+            address,
+            kind,
+            login,
+            client,
+            ip,
+        )
         self.key = address.lower()
         self.domain = self.key.split("@")[1]
         self.contacts: list[tuple[str, Domain]] = []
@@ -508,20 +712,49 @@ class Rcpt:
 
     __slots__ = ("addr", "dom", "left", "final", "dkind", "bkind")
 
-    def __init__(self, addr: str, dom: Domain, left: int, final: str, dkind: str,
-                 bkind: str) -> None:
+    def __init__(
+        self, addr: str, dom: Domain, left: int, final: str, dkind: str, bkind: str
+    ) -> None:
         self.addr, self.dom, self.left, self.final, self.dkind, self.bkind = (
-            addr, dom, left, final, dkind, bkind)
+            addr,
+            dom,
+            left,
+            final,
+            dkind,
+            bkind,
+        )
 
 
 class Msg:
     """A queued message (one queue ID on one relay)."""
 
-    __slots__ = ("relay", "qid", "who", "frm", "size", "mid", "arrival", "rcpts", "nrcpt",
-                 "filtering", "spam", "sender", "client_ip")
+    __slots__ = (
+        "relay",
+        "qid",
+        "who",
+        "frm",
+        "size",
+        "mid",
+        "arrival",
+        "rcpts",
+        "nrcpt",
+        "filtering",
+        "spam",
+        "sender",
+        "client_ip",
+    )
 
-    def __init__(self, relay: Relay, qid: str, sender: Sender | None, frm: str, size: int,
-                 mid: str, arrival: float, rcpts: list[Rcpt]) -> None:
+    def __init__(
+        self,
+        relay: Relay,
+        qid: str,
+        sender: Sender | None,
+        frm: str,
+        size: int,
+        mid: str,
+        arrival: float,
+        rcpts: list[Rcpt],
+    ) -> None:
         self.relay, self.qid, self.sender, self.frm = relay, qid, sender, frm
         self.who = frm.lower() or None
         self.size, self.mid, self.arrival, self.rcpts = size, mid, arrival, rcpts
@@ -547,16 +780,20 @@ def _fmt_delay(x: float) -> str:
 
 def _delays(total: float, a: float, b: float, c: float) -> str:
     d = max(total - a - b - c, 0.0)
-    return (f"delay={_fmt_delay(total)}, delays={_fmt_delay(a)}/{_fmt_delay(b)}/"
-            f"{_fmt_delay(c)}/{_fmt_delay(d)}")
+    return (
+        f"delay={_fmt_delay(total)}, delays={_fmt_delay(a)}/{_fmt_delay(b)}/"
+        f"{_fmt_delay(c)}/{_fmt_delay(d)}"
+    )
 
 
 def _gsmtp(rng: random.Random) -> str:
     """Gmail's transaction id, as in ``c34si2363086pgm.445 - gsmtp``."""
     n = rng.getrandbits(64)
     a, b, c, d = (n >> 8) % 26, (n >> 16) % 26, (n >> 24) % 26, (n >> 32) % 26
-    return (f"{LETTERS[n % 26]}{10 + (n >> 40) % 90}si{1000000 + (n >> 20) % 9000000}"
-            f"{LETTERS[a]}{LETTERS[b]}{LETTERS[c]}.{100 + d * 31 % 900} - gsmtp")
+    return (
+        f"{LETTERS[n % 26]}{10 + (n >> 40) % 90}si{1000000 + (n >> 20) % 9000000}"
+        f"{LETTERS[a]}{LETTERS[b]}{LETTERS[c]}.{100 + d * 31 % 900} - gsmtp"
+    )
 
 
 def _ok_reply(style: str, t: float, rng: random.Random) -> str:
@@ -564,10 +801,12 @@ def _ok_reply(style: str, t: float, rng: random.Random) -> str:
         return f"250 2.0.0 OK  {int(t)} {_gsmtp(rng)}"
     if style == "outlook":
         host = f"TYZPR0{rng.randint(1, 6)}MB{rng.randint(1000, 9999)}.apcprd0{rng.randint(1, 6)}"
-        return (f"250 2.6.0 <{rng.getrandbits(64):016X}@{host}.prod.outlook.com> "
-                f"[InternalId={rng.randint(10**12, 10**13)}, Hostname={host}.prod.outlook.com] "
-                f"{rng.randint(2000, 90000)} bytes in {rng.uniform(0.05, 0.6):.3f}, "
-                f"{rng.uniform(20, 300):.3f} KB/sec Queued mail for delivery")
+        return (
+            f"250 2.6.0 <{rng.getrandbits(64):016X}@{host}.prod.outlook.com> "
+            f"[InternalId={rng.randint(10**12, 10**13)}, Hostname={host}.prod.outlook.com] "
+            f"{rng.randint(2000, 90000)} bytes in {rng.uniform(0.05, 0.6):.3f}, "
+            f"{rng.uniform(20, 300):.3f} KB/sec Queued mail for delivery"
+        )
     if style == "yahoo":
         return "250 ok dirdel"
     if style == "postfix":
@@ -575,101 +814,180 @@ def _ok_reply(style: str, t: float, rng: random.Random) -> str:
     if style == "qq":
         return "250 OK: queued as."
     if style == "exim":
-        return (f"250 OK id=1{rng.choice('rst')}{rng.getrandbits(20):05X}-000"
-                f"{rng.randint(1, 9)}Ab-{rng.randint(10, 99)}")
+        return (
+            f"250 OK id=1{rng.choice('rst')}{rng.getrandbits(20):05X}-000"
+            f"{rng.randint(1, 9)}Ab-{rng.randint(10, 99)}"
+        )
     return "250 2.0.0 Ok"
 
 
-def _deferral(kind: str, dom: Domain, hp: str, addr: str, relay_ip: str,
-              rng: random.Random) -> tuple[str, str, str]:
+def _deferral(
+    kind: str, dom: Domain, hp: str, addr: str, relay_ip: str, rng: random.Random
+) -> tuple[str, str, str]:
     """(relay field, dsn, reason) of a temporary failure of the given kind."""
     said = f"host {hp} said:"
     if kind == "timeout":
         return "none", "4.4.1", f"connect to {hp}:25: Connection timed out"
     if kind == "dns":
-        return ("none", "4.4.3", f"Host or domain name not found. Name service error for "
-                f"name={dom.name} type=MX: Host not found, try again")
+        return (
+            "none",
+            "4.4.3",
+            f"Host or domain name not found. Name service error for "
+            f"name={dom.name} type=MX: Host not found, try again",
+        )
     if kind == "lost":
-        return (f"{hp}:25", "4.4.2",
-                f"lost connection with {hp} while receiving the initial server greeting")
+        return (
+            f"{hp}:25",
+            "4.4.2",
+            f"lost connection with {hp} while receiving the initial server greeting",
+        )
     if kind == "tss":
-        return (f"{hp}:25", "4.7.0", f"{said} 421 4.7.0 [TSS04] Messages from {relay_ip} "
-                "temporarily deferred due to unexpected volume or user complaints - 4.16.55.1; "
-                "see https://postmaster.yahooinc.com/error-codes (in reply to MAIL FROM command)")
+        return (
+            f"{hp}:25",
+            "4.7.0",
+            f"{said} 421 4.7.0 [TSS04] Messages from {relay_ip} "
+            "temporarily deferred due to unexpected volume or user complaints - 4.16.55.1; "
+            "see https://postmaster.yahooinc.com/error-codes (in reply to MAIL FROM command)",
+        )
     if kind == "ratelimit":
-        return (f"{hp}:25", "4.7.0", f"{said} 421-4.7.0 [{relay_ip}      15] Our system has "
-                "detected an unusual rate of 421-4.7.0 unsolicited mail originating from your IP "
-                "address. To protect our 421-4.7.0 users from spam, mail sent from your IP address "
-                "has been temporarily 421-4.7.0 rate limited. For more information, go to 421 4.7.0"
-                f"  https://support.google.com/mail/?p=UnsolicitedRateLimitError {_gsmtp(rng)} "
-                "(in reply to end of DATA command)")
+        return (
+            f"{hp}:25",
+            "4.7.0",
+            f"{said} 421-4.7.0 [{relay_ip}      15] Our system has "
+            "detected an unusual rate of 421-4.7.0 unsolicited mail originating from your IP "
+            "address. To protect our 421-4.7.0 users from spam, mail sent from your IP address "
+            "has been temporarily 421-4.7.0 rate limited. For more information, go to 421 4.7.0"
+            f"  https://support.google.com/mail/?p=UnsolicitedRateLimitError {_gsmtp(rng)} "
+            "(in reply to end of DATA command)",
+        )
     if kind == "quota" and dom.style == "gmail":
-        return (f"{hp}:25", "4.2.2", f"{said} 452-4.2.2 The recipient's inbox is out of storage "
-                "space. Please direct the 452-4.2.2 recipient to 452 4.2.2  "
-                f"https://support.google.com/mail/?p=OverQuotaTemp {_gsmtp(rng)} "
-                "(in reply to RCPT TO command)")
+        return (
+            f"{hp}:25",
+            "4.2.2",
+            f"{said} 452-4.2.2 The recipient's inbox is out of storage "
+            "space. Please direct the 452-4.2.2 recipient to 452 4.2.2  "
+            f"https://support.google.com/mail/?p=OverQuotaTemp {_gsmtp(rng)} "
+            "(in reply to RCPT TO command)",
+        )
     if kind == "quota":
-        return (f"{hp}:25", "4.2.2",
-                f"{said} 452 4.2.2 <{addr}>: Mailbox is full (in reply to RCPT TO command)")
+        return (
+            f"{hp}:25",
+            "4.2.2",
+            f"{said} 452 4.2.2 <{addr}>: Mailbox is full (in reply to RCPT TO command)",
+        )
     if dom.style == "exim":
-        return (f"{hp}:25", "4.7.1", f"{said} 451 4.7.1 Greylisting in action, please come back "
-                "later (in reply to RCPT TO command)")
-    return (f"{hp}:25", "4.2.0", f"{said} 450 4.2.0 <{addr}>: Recipient address rejected: "
-            f"Greylisted, see http://postgrey.schweikert.ch/help/{dom.name}.html "
-            "(in reply to RCPT TO command)")
+        return (
+            f"{hp}:25",
+            "4.7.1",
+            f"{said} 451 4.7.1 Greylisting in action, please come back "
+            "later (in reply to RCPT TO command)",
+        )
+    return (
+        f"{hp}:25",
+        "4.2.0",
+        f"{said} 450 4.2.0 <{addr}>: Recipient address rejected: "
+        f"Greylisted, see http://postgrey.schweikert.ch/help/{dom.name}.html "
+        "(in reply to RCPT TO command)",
+    )
 
 
-def _bounce(kind: str, dom: Domain, hp: str, addr: str, relay_ip: str, sender_domain: str,
-            rng: random.Random) -> tuple[str, str, str]:
+def _bounce(
+    kind: str,
+    dom: Domain,
+    hp: str,
+    addr: str,
+    relay_ip: str,
+    sender_domain: str,
+    rng: random.Random,
+) -> tuple[str, str, str]:
     """(relay field, dsn, reason) of a permanent failure of the given kind."""
     said = f"host {hp} said:"
     if kind == "nxdomain":
-        return ("none", "5.4.4", f"Host or domain name not found. Name service error for "
-                f"name={dom.name} type=AAAA: Host not found")
+        return (
+            "none",
+            "5.4.4",
+            f"Host or domain name not found. Name service error for "
+            f"name={dom.name} type=AAAA: Host not found",
+        )
     if kind == "dmarc":
-        return (f"{hp}:25", "5.7.26", f"{said} 550-5.7.26 Unauthenticated email from "
-                f"{sender_domain} is not accepted due to domain's 550-5.7.26 DMARC policy. Please "
-                f"contact the administrator of {sender_domain} domain 550-5.7.26 if this was a "
-                "legitimate mail. To learn about the DMARC initiative, go 550-5.7.26 to 550 "
-                f"5.7.26  https://support.google.com/mail/answer/2451690 {_gsmtp(rng)} "
-                "(in reply to end of DATA command)")
+        return (
+            f"{hp}:25",
+            "5.7.26",
+            f"{said} 550-5.7.26 Unauthenticated email from "
+            f"{sender_domain} is not accepted due to domain's 550-5.7.26 DMARC policy. Please "
+            f"contact the administrator of {sender_domain} domain 550-5.7.26 if this was a "
+            "legitimate mail. To learn about the DMARC initiative, go 550-5.7.26 to 550 "
+            f"5.7.26  https://support.google.com/mail/answer/2451690 {_gsmtp(rng)} "
+            "(in reply to end of DATA command)",
+        )
     if kind == "denied":
-        return (f"{hp}:25", "5.4.1", f"{said} 550 5.4.1 Recipient address rejected: Access "
-                "denied. For more information see https://aka.ms/EXOSmtpErrors "
-                f"[TY2PEPF0000AB8{rng.randint(0, 9)}.apcprd03.prod.outlook.com] "
-                "(in reply to RCPT TO command)")
+        return (
+            f"{hp}:25",
+            "5.4.1",
+            f"{said} 550 5.4.1 Recipient address rejected: Access "
+            "denied. For more information see https://aka.ms/EXOSmtpErrors "
+            f"[TY2PEPF0000AB8{rng.randint(0, 9)}.apcprd03.prod.outlook.com] "
+            "(in reply to RCPT TO command)",
+        )
     if kind == "full":
-        return (f"{hp}:25", "5.2.2",
-                f"{said} 552 5.2.2 <{addr}>: Mailbox full (in reply to RCPT TO command)")
+        return (
+            f"{hp}:25",
+            "5.2.2",
+            f"{said} 552 5.2.2 <{addr}>: Mailbox full (in reply to RCPT TO command)",
+        )
     if kind == "spamblock":
-        return (f"{hp}:25", "5.7.1", f"{said} 550 5.7.1 Unfortunately, messages from [{relay_ip}] "
-                "weren't sent. Please contact your Internet service provider since part of their "
-                "network is on our block list (S3150). You can also refer your provider to "
-                "http://mail.live.com/mail/troubleshooting.aspx#errors. "
-                f"[SG2PEPF000{rng.randint(10000, 99999)}.apcprd02.prod.outlook.com] "
-                "(in reply to MAIL FROM command)")
+        return (
+            f"{hp}:25",
+            "5.7.1",
+            f"{said} 550 5.7.1 Unfortunately, messages from [{relay_ip}] "
+            "weren't sent. Please contact your Internet service provider since part of their "
+            "network is on our block list (S3150). You can also refer your provider to "
+            "http://mail.live.com/mail/troubleshooting.aspx#errors. "
+            f"[SG2PEPF000{rng.randint(10000, 99999)}.apcprd02.prod.outlook.com] "
+            "(in reply to MAIL FROM command)",
+        )
     if kind == "policy":
-        return (f"{hp}:25", "5.7.1", f"{said} 550-5.7.1 [{relay_ip}      12] Our system has "
-                "detected that this message is 550-5.7.1 likely unsolicited mail. To reduce the "
-                "amount of spam sent to Gmail, 550-5.7.1 this message has been blocked. For more "
-                "information, go to 550 5.7.1  https://support.google.com/mail/?p=UnsolicitedMessage"
-                f"Error {_gsmtp(rng)} (in reply to end of DATA command)")
+        return (
+            f"{hp}:25",
+            "5.7.1",
+            f"{said} 550-5.7.1 [{relay_ip}      12] Our system has "
+            "detected that this message is 550-5.7.1 likely unsolicited mail. To reduce the "
+            "amount of spam sent to Gmail, 550-5.7.1 this message has been blocked. For more "
+            "information, go to 550 5.7.1  https://support.google.com/mail/?p=UnsolicitedMessage"
+            f"Error {_gsmtp(rng)} (in reply to end of DATA command)",
+        )
     if dom.style == "gmail":
-        return (f"{hp}:25", "5.1.1", f"{said} 550-5.1.1 The email account that you tried to "
-                "reach does not exist. Please try 550-5.1.1 double-checking the recipient's email "
-                "address for typos or 550-5.1.1 unnecessary spaces. For more information, go to "
-                f"550 5.1.1  https://support.google.com/mail/?p=NoSuchUser {_gsmtp(rng)} "
-                "(in reply to RCPT TO command)")
+        return (
+            f"{hp}:25",
+            "5.1.1",
+            f"{said} 550-5.1.1 The email account that you tried to "
+            "reach does not exist. Please try 550-5.1.1 double-checking the recipient's email "
+            "address for typos or 550-5.1.1 unnecessary spaces. For more information, go to "
+            f"550 5.1.1  https://support.google.com/mail/?p=NoSuchUser {_gsmtp(rng)} "
+            "(in reply to RCPT TO command)",
+        )
     if dom.style == "yahoo":
-        return (f"{hp}:25", "5.0.0", f"{said} 554 delivery error: dd This user doesn't have a "
-                f"{dom.name} account ({addr}) [0] - mta{rng.randint(4000, 4999)}.mail.gq1.yahoo.com"
-                " (in reply to end of DATA command)")
+        return (
+            f"{hp}:25",
+            "5.0.0",
+            f"{said} 554 delivery error: dd This user doesn't have a "
+            f"{dom.name} account ({addr}) [0] - mta{rng.randint(4000, 4999)}.mail.gq1.yahoo.com"
+            " (in reply to end of DATA command)",
+        )
     if dom.style == "outlook":
-        return (f"{hp}:25", "5.5.0", f"{said} 550 5.5.0 Requested action not taken: mailbox "
-                "unavailable (S2017062302). [SG1PEPF000082E5.apcprd02.prod.outlook.com] "
-                "(in reply to RCPT TO command)")
-    return (f"{hp}:25", "5.1.1", f"{said} 550 5.1.1 <{addr}>: Recipient address rejected: "
-            "User unknown in local recipient table (in reply to RCPT TO command)")
+        return (
+            f"{hp}:25",
+            "5.5.0",
+            f"{said} 550 5.5.0 Requested action not taken: mailbox "
+            "unavailable (S2017062302). [SG1PEPF000082E5.apcprd02.prod.outlook.com] "
+            "(in reply to RCPT TO command)",
+        )
+    return (
+        f"{hp}:25",
+        "5.1.1",
+        f"{said} 550 5.1.1 <{addr}>: Recipient address rejected: "
+        "User unknown in local recipient table (in reply to RCPT TO command)",
+    )
 
 
 def _counters(sasl: bool, mails: int, rcpt_ok: int, rcpt_all: int, auth_failed: int) -> str:
@@ -677,8 +995,12 @@ def _counters(sasl: bool, mails: int, rcpt_ok: int, rcpt_all: int, auth_failed: 
     parts = [("ehlo", 2, 2)] if sasl else [("ehlo", 1, 1)]
     if sasl:
         parts += [("starttls", 1, 1), ("auth", 1, 1 + auth_failed)]
-    parts += [("mail", mails, mails), ("rcpt", rcpt_ok, rcpt_all), ("data", mails, mails),
-              ("quit", 1, 1)]
+    parts += [
+        ("mail", mails, mails),
+        ("rcpt", rcpt_ok, rcpt_all),
+        ("data", mails, mails),
+        ("quit", 1, 1),
+    ]
     ok = total = 0
     words = []
     for name, good, tried in parts:
@@ -699,8 +1021,14 @@ class _Messages:
     clock: Clock
     relays: list[Relay]
 
-    def session(self, t: float, sender: Sender, n: int, client: tuple[str, str] | None = None,
-                hostile: bool = False) -> None:
+    def session(
+        self,
+        t: float,
+        sender: Sender,
+        n: int,
+        client: tuple[str, str] | None = None,
+        hostile: bool = False,
+    ) -> None:
         """One SMTP session of `sender` submitting `n` messages (-1: one bulk message)."""
         rng = self.rng
         rnd = rng.random
@@ -713,8 +1041,7 @@ class _Messages:
         add((t, f"{smtpd}: connect from {peer}"))
         if sasl:
             t += 0.02 + 0.18 * rnd()
-            add((t, f"{smtpd}: Anonymous TLS connection established from {peer}: "
-                    f"{TLS_FROM}"))
+            add((t, f"{smtpd}: Anonymous TLS connection established from {peer}: {TLS_FROM}"))
         typo = sasl and not hostile and rng.random() < 0.02
         if typo:  # a mistyped password, then the right one
             t += 1 + 5 * rnd()
@@ -725,16 +1052,27 @@ class _Messages:
         for i in range(max(n, 1)):
             if i:
                 t += 0.5 + 19.5 * rnd()
-            t, accepted, attempted = self.submit(t, relay, smtpd, peer, ip, helo, sender,
-                                                 bulk=n < 0, hostile=hostile)
+            t, accepted, attempted = self.submit(
+                t, relay, smtpd, peer, ip, helo, sender, bulk=n < 0, hostile=hostile
+            )
             ok += accepted
             tried += attempted
         t += 0.01 + 0.19 * rnd()
         counters = _counters(sasl, max(n, 1), ok, tried, int(typo))
         add((t, f"{smtpd}: disconnect from {peer} {counters}"))
 
-    def submit(self, t: float, relay: Relay, smtpd: str, peer: str, ip: str, helo: str,
-               sender: Sender, bulk: bool, hostile: bool) -> tuple[float, int, int]:
+    def submit(
+        self,
+        t: float,
+        relay: Relay,
+        smtpd: str,
+        peer: str,
+        ip: str,
+        helo: str,
+        sender: Sender,
+        bulk: bool,
+        hostile: bool,
+    ) -> tuple[float, int, int]:
         """One accepted message: client=, cleanup, qmgr, then the content filter."""
         rng = self.rng
         rnd = rng.random
@@ -744,8 +1082,15 @@ class _Messages:
         qid = relay.new_qid(t, reuse=rng.random() < 0.01)
         if sender.login:
             method = "LOGIN" if sender.kind == "webmail" or rng.random() < 0.3 else "PLAIN"
-            self.emit(t, relay, f"{smtpd}: {qid}: client={peer}, sasl_method={method}, "
-                                f"sasl_username={sender.login}", sender.key, AUTH_RCV, RECEIVED)
+            self.emit(
+                t,
+                relay,
+                f"{smtpd}: {qid}: client={peer}, sasl_method={method}, "
+                f"sasl_username={sender.login}",
+                sender.key,
+                AUTH_RCV,
+                RECEIVED,
+            )
             self.authenticated(sender.login)
         else:
             self.emit(t, relay, f"{smtpd}: {qid}: client={peer}", pf=RECEIVED)
@@ -753,20 +1098,37 @@ class _Messages:
         if tried >= 2 and rng.random() < 0.015:
             tried += 1
             bad = f"former.{rng.choice(GIVEN)}@{rng.choice(DEPTS)}.nthu.edu.tw"
-            self.emit(t + 0.01, relay, f"{smtpd}: {qid}: reject: RCPT from {peer}: 550 5.1.1 "
-                                       f"<{bad}>: Recipient address rejected: User unknown in "
-                                       f"relay recipient table; from=<{frm}> to=<{bad}> "
-                                       f"proto=ESMTP helo=<{helo}>", sender.key, AUTH_BLK, REJECTED)
+            self.emit(
+                t + 0.01,
+                relay,
+                f"{smtpd}: {qid}: reject: RCPT from {peer}: 550 5.1.1 "
+                f"<{bad}>: Recipient address rejected: User unknown in "
+                f"relay recipient table; from=<{frm}> to=<{bad}> "
+                f"proto=ESMTP helo=<{helo}>",
+                sender.key,
+                AUTH_BLK,
+                REJECTED,
+            )
         t += 0.1 + 1.4 * rnd()
         mid = self.message_id(sender, t)
         add((t, f"{relay.proc('cleanup')}: {qid}: message-id=<{mid}>"))
         if sender.login and rng.random() < 0.9:
-            add((t + 0.003, f"opendkim[{1200 + relay.index}]: {qid}: DKIM-Signature "
-                            f"field added (s=default, d={sender.domain})"))
+            add(
+                (
+                    t + 0.003,
+                    f"opendkim[{1200 + relay.index}]: {qid}: DKIM-Signature "
+                    f"field added (s=default, d={sender.domain})",
+                )
+            )
         t += 0.005 + 0.045 * rnd()
         size = min(int(rng.lognormvariate(8.6, 1.1)) + 400, 26_000_000)
-        add((t, f"{relay.qmgr}: {qid}: from=<{frm}>, size={size}, "
-                f"nrcpt={len(rcpts)} (queue active)"))
+        add(
+            (
+                t,
+                f"{relay.qmgr}: {qid}: from=<{frm}>, size={size}, "
+                f"nrcpt={len(rcpts)} (queue active)",
+            )
+        )
         msg = Msg(relay, qid, sender, frm, size, mid, t, rcpts)
         msg.filtering = True
         msg.spam = hostile and rng.random() < 0.2
@@ -791,16 +1153,30 @@ class _Messages:
         reinject = relay.proc("reinject")
         add((back, f"{reinject}: connect from localhost[127.0.0.1]"))
         tc = back + 0.001 + 0.009 * rnd()
-        self.emit(tc, relay, f"{reinject}: {qid2}: client=localhost[127.0.0.1]",
-                  pf=relay.reinject_received)
+        self.emit(
+            tc,
+            relay,
+            f"{reinject}: {qid2}: client=localhost[127.0.0.1]",
+            pf=relay.reinject_received,
+        )
         size2 = msg.size + rng.randint(600, 1600)
         tq = tc + 0.005 + 0.045 * rnd()
         add((tq - 0.002, f"{relay.proc('cleanup')}: {qid2}: message-id=<{msg.mid}>"))
-        add((tq, f"{relay.qmgr}: {qid2}: from=<{msg.frm}>, size={size2}, "
-                 f"nrcpt={msg.nrcpt} (queue active)"))
-        add((tq + 0.001, f"{reinject}: disconnect from localhost[127.0.0.1] ehlo=1 "
-                         f"mail=1 rcpt={msg.nrcpt} data=1 quit=1 "
-                         f"commands={4 + msg.nrcpt}"))
+        add(
+            (
+                tq,
+                f"{relay.qmgr}: {qid2}: from=<{msg.frm}>, size={size2}, "
+                f"nrcpt={msg.nrcpt} (queue active)",
+            )
+        )
+        add(
+            (
+                tq + 0.001,
+                f"{reinject}: disconnect from localhost[127.0.0.1] ehlo=1 "
+                f"mail=1 rcpt={msg.nrcpt} data=1 quit=1 "
+                f"commands={4 + msg.nrcpt}",
+            )
+        )
         # amavis answers Postfix once QID2 is queued, so the hand-off is usually logged after
         # QID2's client= line; with syslog's coarse ordering it is sometimes logged before.
         ts = t + took if rng.random() < 0.65 else back + 0.0005
@@ -819,10 +1195,14 @@ class _Messages:
         a = 0.01 + 0.29 * rnd()
         timing = _delays(t - msg.arrival, min(a, t - msg.arrival), 0.01, 0)
         for rc in msg.rcpts:
-            self.emit(t, relay, f"{prog}: {msg.qid}: to=<{rc.addr}>, relay={FILTER_RELAY}, "
-                                f"{timing}, dsn=2.0.0, status=sent (250 2.0.0 from "
-                                f"MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as {qid2})",
-                      pf=DELIVERED)
+            self.emit(
+                t,
+                relay,
+                f"{prog}: {msg.qid}: to=<{rc.addr}>, relay={FILTER_RELAY}, "
+                f"{timing}, dsn=2.0.0, status=sent (250 2.0.0 from "
+                f"MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as {qid2})",
+                pf=DELIVERED,
+            )
             t += 0.0002
         return t
 
@@ -835,11 +1215,16 @@ class _Messages:
         rcpts = ",".join(f"<{rc.addr}>" for rc in msg.rcpts)
         queued = f", queued_as: {qid2}" if qid2 else ""
         hits = f"{rng.uniform(-3, 2):.3f}" if qid2 else f"{(8 + 22 * rnd()):.3f}"
-        add((t, f"amavis[{pid}]: ({pid:05d}-{next(relay.amavis_seq) % 100:02d}) "
+        add(
+            (
+                t,
+                f"amavis[{pid}]: ({pid:05d}-{next(relay.amavis_seq) % 100:02d}) "
                 f"{verdict}, {bank} LOCAL [{msg.client_ip}]:{rng.randint(30000, 65000)}"
                 f" [{msg.client_ip}] <{msg.frm}> -> {rcpts}, Queue-ID: {msg.qid}, "
                 f"Message-ID: <{msg.mid}>, mail_id: {rng.getrandbits(60):015x}, "
-                f"Hits: {hits}, size: {msg.size}{queued}, {int(took * 1000)} ms"))
+                f"Hits: {hits}, size: {msg.size}{queued}, {int(took * 1000)} ms",
+            )
+        )
 
     def filter_bounced(self, msg: Msg, t: float, took: float) -> None:
         """amavis rejects spam: a final non-delivery of every recipient at the filter hop."""
@@ -850,11 +1235,17 @@ class _Messages:
         prog = relay.proc("filter")
         timing = _delays(ts - msg.arrival, min(0.05, ts - msg.arrival), 0.01, 0)
         for rc in msg.rcpts:
-            self.emit(ts, relay, f"{prog}: {msg.qid}: to=<{rc.addr}>, relay={FILTER_RELAY}, "
-                                 f"{timing}, dsn=5.7.0, status=bounced (host 127.0.0.1[127.0.0.1]"
-                                 f" said: 554 5.7.0 Reject, id={pid:05d}-{rng.randint(1, 99):02d}"
-                                 " - spam (in reply to end of DATA command))",
-                      msg.who, BOUNCED, PF_BOUNCED)
+            self.emit(
+                ts,
+                relay,
+                f"{prog}: {msg.qid}: to=<{rc.addr}>, relay={FILTER_RELAY}, "
+                f"{timing}, dsn=5.7.0, status=bounced (host 127.0.0.1[127.0.0.1]"
+                f" said: 554 5.7.0 Reject, id={pid:05d}-{rng.randint(1, 99):02d}"
+                " - spam (in reply to end of DATA command))",
+                msg.who,
+                BOUNCED,
+                PF_BOUNCED,
+            )
             ts += 0.0002
         failed, msg.rcpts = msg.rcpts, []
         self.after_attempt(msg, ts, failed)
@@ -871,9 +1262,15 @@ class _Messages:
             prog, reason = relay.proc("error"), f"delivery temporarily suspended: {refused}"
         timing = _delays(t - msg.arrival, t - msg.arrival, 0, 0)
         for rc in msg.rcpts:
-            self.emit(t, relay, f"{prog}: {msg.qid}: to=<{rc.addr}>, relay=none, {timing}, "
-                                f"dsn=4.4.1, status=deferred ({reason})",
-                      msg.who, DEFERRED, DEFERRALS)
+            self.emit(
+                t,
+                relay,
+                f"{prog}: {msg.qid}: to=<{rc.addr}>, relay=none, {timing}, "
+                f"dsn=4.4.1, status=deferred ({reason})",
+                msg.who,
+                DEFERRED,
+                DEFERRALS,
+            )
         self.schedule(msg, t)
 
     def retry(self, msg: Msg, t: float) -> None:
@@ -881,8 +1278,13 @@ class _Messages:
         rnd = self.rng.random
         relay = msg.relay
         add = self.bufs[relay.index].append
-        add((t, f"{relay.qmgr}: {msg.qid}: from=<{msg.frm}>, size={msg.size}, "
-                f"nrcpt={msg.nrcpt} (queue active)"))
+        add(
+            (
+                t,
+                f"{relay.qmgr}: {msg.qid}: from=<{msg.frm}>, size={msg.size}, "
+                f"nrcpt={msg.nrcpt} (queue active)",
+            )
+        )
         if msg.filtering:
             self.filter_hop(msg, t + 0.002 + 0.018 * rnd())
         else:
@@ -903,8 +1305,9 @@ class _Messages:
         msg.rcpts = pending
         self.after_attempt(msg, end, failed)
 
-    def deliver(self, msg: Msg, rcpts: list[Rcpt], t: float, pending: list[Rcpt],
-                failed: list[Rcpt]) -> float:
+    def deliver(
+        self, msg: Msg, rcpts: list[Rcpt], t: float, pending: list[Rcpt], failed: list[Rcpt]
+    ) -> float:
         """The status lines of one destination; returns the time of the last one."""
         rng, relay = self.rng, msg.relay
         rnd = rng.random
@@ -921,8 +1324,12 @@ class _Messages:
         elif dom.mode == "typo":
             conn = 0.01 + 0.19 * rnd()
         elif dom.style in TLS_TO and rng.random() < 0.9:
-            add((t + conn * 0.9, f"{prog}: Trusted TLS connection established to "
-                                 f"{hp}:25: {TLS_TO[dom.style]}"))
+            add(
+                (
+                    t + conn * 0.9,
+                    f"{prog}: Trusted TLS connection established to {hp}:25: {TLS_TO[dom.style]}",
+                )
+            )
         a, b = t - msg.arrival, rng.random() * 0.05
         tl = t + b + conn
         head = f"{prog}: {msg.qid}: to=<"
@@ -934,10 +1341,17 @@ class _Messages:
                 reason = f"delivery temporarily suspended: {reason}"
             elif rng.random() < 0.05 and relay_field != "none":
                 relay_field = f"{relay_field}, conn_use={rng.randint(2, 5)}"
-            self.emit(tl, relay, f"{head}{rc.addr}>, relay={relay_field}, delay="
-                                 f"{_fmt_delay(tl - msg.arrival)}, delays={fixed}"
-                                 f"{_fmt_delay(tl - t - b - conn)}, dsn={dsn}, status={status} "
-                                 f"({reason})", msg.who, col, pf)
+            self.emit(
+                tl,
+                relay,
+                f"{head}{rc.addr}>, relay={relay_field}, delay="
+                f"{_fmt_delay(tl - msg.arrival)}, delays={fixed}"
+                f"{_fmt_delay(tl - t - b - conn)}, dsn={dsn}, status={status} "
+                f"({reason})",
+                msg.who,
+                col,
+                pf,
+            )
             if status == "deferred":
                 pending.append(rc)
             elif status == "bounced":
@@ -949,14 +1363,26 @@ class _Messages:
         relay_ip = msg.relay.ip
         if rc.left > 0:
             rc.left -= 1
-            return "deferred", DEFERRED, DEFERRALS, _deferral(rc.dkind, rc.dom, hp, rc.addr,
-                                                               relay_ip, self.rng)
+            return (
+                "deferred",
+                DEFERRED,
+                DEFERRALS,
+                _deferral(rc.dkind, rc.dom, hp, rc.addr, relay_ip, self.rng),
+            )
         if rc.final == "sent":
-            return "sent", SENT, DELIVERED, (f"{hp}:25", "2.0.0",
-                                             _ok_reply(rc.dom.style, t, self.rng))
+            return (
+                "sent",
+                SENT,
+                DELIVERED,
+                (f"{hp}:25", "2.0.0", _ok_reply(rc.dom.style, t, self.rng)),
+            )
         sender_domain = msg.frm.split("@")[-1].lower()
-        return "bounced", BOUNCED, PF_BOUNCED, _bounce(rc.bkind, rc.dom, hp, rc.addr, relay_ip,
-                                                       sender_domain, self.rng)
+        return (
+            "bounced",
+            BOUNCED,
+            PF_BOUNCED,
+            _bounce(rc.bkind, rc.dom, hp, rc.addr, relay_ip, sender_domain, self.rng),
+        )
 
     def after_attempt(self, msg: Msg, t: float, failed: list[Rcpt]) -> None:
         """Expire after five days; notify the sender of failures; retry later or remove."""
@@ -964,8 +1390,13 @@ class _Messages:
         add = self.bufs[relay.index].append
         if msg.rcpts and t - msg.arrival > LIFETIME:
             t += 0.001
-            self.emit(t, relay, f"{relay.qmgr}: {msg.qid}: from=<{msg.frm}>, status=expired, "
-                                "returned to sender", msg.who, EXPIRED)
+            self.emit(
+                t,
+                relay,
+                f"{relay.qmgr}: {msg.qid}: from=<{msg.frm}>, status=expired, returned to sender",
+                msg.who,
+                EXPIRED,
+            )
             failed, msg.rcpts = failed + msg.rcpts, []
         if failed and msg.who:
             t = self.notify(msg, t)
@@ -984,13 +1415,15 @@ class _Messages:
         t += 0.01 + 0.29 * rnd()
         nq = relay.new_qid(t)
         lt = self.clock.local(t)
-        add((t, f"{relay.proc('cleanup')}: {nq}: message-id=<{lt:%Y%m%d%H%M%S}.{nq}@"
-                f"{relay.fqdn}>"))
+        add((t, f"{relay.proc('cleanup')}: {nq}: message-id=<{lt:%Y%m%d%H%M%S}.{nq}@{relay.fqdn}>"))
         size = rng.randint(2500, 9000)
-        add((t + 0.002, f"{relay.qmgr}: {nq}: from=<>, size={size}, nrcpt=1 "
-                        "(queue active)"))
-        add((t + 0.003, f"{relay.proc('bounce')}: {msg.qid}: sender non-delivery "
-                        f"notification: {nq}"))
+        add((t + 0.002, f"{relay.qmgr}: {nq}: from=<>, size={size}, nrcpt=1 (queue active)"))
+        add(
+            (
+                t + 0.003,
+                f"{relay.proc('bounce')}: {msg.qid}: sender non-delivery notification: {nq}",
+            )
+        )
         dom = self.domain_of(msg.frm)
         greylisted = not dom.name.endswith("nthu.edu.tw") and rng.random() < 0.15
         rcpt = Rcpt(msg.frm, dom, int(greylisted), "sent", "greylist", "")
@@ -1030,8 +1463,9 @@ class _Recipients:
             seen.add(addr)
             out.append(self.fate(addr, dom, sender, False))
         for _ in range(n - len(out)):
-            addr, dom = (rng.choice(contacts) if n <= 5 and rng.random() < 0.75
-                         else self.random_address())
+            addr, dom = (
+                rng.choice(contacts) if n <= 5 and rng.random() < 0.75 else self.random_address()
+            )
             if addr not in seen:
                 seen.add(addr)
                 out.append(self.fate(addr, dom, sender, bulk or n > 5))
@@ -1041,8 +1475,10 @@ class _Recipients:
         """The few addresses a sender writes to most."""
         sender.contacts = [self.random_address(live=True) for _ in range(self.rng.randint(4, 20))]
         if sender.key == "lab-server@phys.nthu.edu.tw":  # a stale address and a dead host
-            sender.stale = [("former.ta@phys.nthu.edu.tw", self.domain_of("phys.nthu.edu.tw")),
-                            ("alerts@oldlab-mail.com.tw", self.by_name["oldlab-mail.com.tw"])]
+            sender.stale = [
+                ("former.ta@phys.nthu.edu.tw", self.domain_of("phys.nthu.edu.tw")),
+                ("alerts@oldlab-mail.com.tw", self.by_name["oldlab-mail.com.tw"]),
+            ]
         return sender.contacts
 
     def random_address(self, live: bool = False) -> tuple[str, Domain]:
@@ -1068,8 +1504,9 @@ class _Recipients:
         dom = self.by_name.get(name)
         if dom is None:
             if name.endswith("nthu.edu.tw"):
-                dom = Domain(name, "mx.nthu.edu.tw", ("140.114.64.25", "140.114.64.26"),
-                             "postfix", "ok")
+                dom = Domain(
+                    name, "mx.nthu.edu.tw", ("140.114.64.25", "140.114.64.26"), "postfix", "ok"
+                )
             else:
                 rng = self.rng
                 ip = f"{rng.randint(60, 210)}.{rng.randint(1, 254)}.1.{rng.randint(2, 254)}"
@@ -1129,8 +1566,7 @@ class _Recipients:
                 elif r < 0.5:
                     out.append(Rcpt(addr, dom, 0, "bounced", "", "policy"))
                 elif r < 0.65:
-                    out.append(Rcpt(addr, dom, rng.randint(1, 3), "bounced", "ratelimit",
-                                    "policy"))
+                    out.append(Rcpt(addr, dom, rng.randint(1, 3), "bounced", "ratelimit", "policy"))
                 else:
                     out.append(Rcpt(addr, dom, 0, "sent", "", ""))
             elif dom.style == "yahoo":
@@ -1148,8 +1584,10 @@ class _Recipients:
         if sender.kind == "forward":
             return f"CA+{rng.getrandbits(160):040x}@mail.gmail.com"
         u = rng.getrandbits(128)
-        return (f"{u >> 96:08x}-{(u >> 80) & 0xFFFF:04x}-{(u >> 64) & 0xFFFF:04x}-"
-                f"{(u >> 48) & 0xFFFF:04x}-{u & 0xFFFFFFFFFFFF:012x}@{sender.domain}")
+        return (
+            f"{u >> 96:08x}-{(u >> 80) & 0xFFFF:04x}-{(u >> 64) & 0xFFFF:04x}-"
+            f"{(u >> 48) & 0xFFFF:04x}-{u & 0xFFFFFFFFFFFF:012x}@{sender.domain}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1182,16 +1620,26 @@ class _Abuse:
         for relay in self.relays:
             self.noise(d, relay, scale)
 
-    def sasl_failure(self, t: float, relay: Relay, smtpd: str, peer: str, mech: str,
-                     username: str | None) -> None:
+    def sasl_failure(
+        self, t: float, relay: Relay, smtpd: str, peer: str, mech: str, username: str | None
+    ) -> None:
         """``SASL LOGIN authentication failed``: charged to the username's sender, if any."""
         if username is None:  # Cyrus-era: the base64 challenge, no username
-            self.emit(t, relay, f"{smtpd}: warning: {peer}: SASL {mech} authentication failed: "
-                                "UGFzc3dvcmQ6")
+            self.emit(
+                t,
+                relay,
+                f"{smtpd}: warning: {peer}: SASL {mech} authentication failed: UGFzc3dvcmQ6",
+            )
             return
         who = username.lower() if "@" in username else self.logins[username].key
-        self.emit(t, relay, f"{smtpd}: warning: {peer}: SASL {mech} authentication failed: "
-                            f"authentication failure, sasl_username={username}", who, AUTH_BLK)
+        self.emit(
+            t,
+            relay,
+            f"{smtpd}: warning: {peer}: SASL {mech} authentication failed: "
+            f"authentication failure, sasl_username={username}",
+            who,
+            AUTH_BLK,
+        )
 
     def attacker(self) -> tuple[str, str]:
         ip = f"{self.rng.choice(ATTACK_NETS)}.{self.rng.randint(2, 254)}"
@@ -1207,8 +1655,13 @@ class _Abuse:
             return rng.choice(self.known_logins)
         return rng.choice(FAKE_ACCOUNTS)
 
-    def brute_force(self, t: float, relay: Relay, username: str | None = None,
-                    peer: tuple[str, str] | None = None) -> float:
+    def brute_force(
+        self,
+        t: float,
+        relay: Relay,
+        username: str | None = None,
+        peer: tuple[str, str] | None = None,
+    ) -> float:
         """A password-guessing run: a few sessions of failed AUTH commands."""
         rng = self.rng
         name, ip = peer or self.attacker()
@@ -1220,20 +1673,31 @@ class _Abuse:
             self.emit(t, relay, f"{smtpd}: connect from {client}")
             tls = service == "submission/smtpd"  # AUTH only after STARTTLS there
             if tls:
-                self.emit(t + 0.2, relay, f"{smtpd}: Anonymous TLS connection established from "
-                                          f"{client}: {TLS_FROM}")
+                self.emit(
+                    t + 0.2,
+                    relay,
+                    f"{smtpd}: Anonymous TLS connection established from {client}: {TLS_FROM}",
+                )
             tries = rng.randint(1, 3)
             for _ in range(tries):
                 t += rng.uniform(1, 8)
                 guess = None if cyrus else username or self.guess_username()
                 if cyrus and rng.random() < 0.5:
-                    self.emit(t - 0.01, relay, f"{smtpd}: warning: SASL authentication failure: "
-                                               "Password verification failed")
+                    self.emit(
+                        t - 0.01,
+                        relay,
+                        f"{smtpd}: warning: SASL authentication failure: "
+                        "Password verification failed",
+                    )
                 elif guess and rng.random() < 0.3:
-                    self.emit(t - 0.01, relay, f"dovecot: auth-worker({rng.randint(900, 9000)}): "
-                                               f"pam({guess},{ip},<{rng.getrandbits(64):x}>): "
-                                               "pam_authenticate() failed: Authentication failure "
-                                               "(Password mismatch?)")
+                    self.emit(
+                        t - 0.01,
+                        relay,
+                        f"dovecot: auth-worker({rng.randint(900, 9000)}): "
+                        f"pam({guess},{ip},<{rng.getrandbits(64):x}>): "
+                        "pam_authenticate() failed: Authentication failure "
+                        "(Password mismatch?)",
+                    )
                 self.sasl_failure(t, relay, smtpd, client, rng.choice(("LOGIN", "PLAIN")), guess)
             t += rng.uniform(0.2, 2)
             hello, done = ("ehlo=2 starttls=1", 3) if tls else ("ehlo=1", 1)
@@ -1252,8 +1716,13 @@ class _Abuse:
         name, ip = self.attacker()
         client = f"{name}[{ip}]"
         r = rng.random()
-        frm = (rng.choice(self.senders).envelope(rng) if r < 0.25 else "" if r < 0.4
-               else rng.choice(SPAM_FROM))
+        frm = (
+            rng.choice(self.senders).envelope(rng)
+            if r < 0.25
+            else ""
+            if r < 0.4
+            else rng.choice(SPAM_FROM)
+        )
         to, _ = self.random_address()
         helo = rng.choice(("WIN-8KJ2L3M4N5", "User", f"[{ip}]", "ylmf-pc", "localhost"))
         if rng.random() < 0.8:
@@ -1262,11 +1731,20 @@ class _Abuse:
             reason = f"450 4.7.25 Client host rejected: cannot find your hostname, [{ip}]"
         smtpd = relay.new_proc("smtpd")
         self.emit(t, relay, f"{smtpd}: connect from {client}")
-        self.emit(t + 0.6, relay, f"{smtpd}: NOQUEUE: reject: RCPT from {client}: {reason}; "
-                                  f"from=<{frm}> to=<{to}> proto=ESMTP helo=<{helo}>",
-                  frm.lower() or None, AUTH_BLK, REJECTED)
-        self.emit(t + 0.9, relay, f"{smtpd}: disconnect from {client} ehlo=1 mail=1 rcpt=0/1 "
-                                  "quit=1 commands=3/4")
+        self.emit(
+            t + 0.6,
+            relay,
+            f"{smtpd}: NOQUEUE: reject: RCPT from {client}: {reason}; "
+            f"from=<{frm}> to=<{to}> proto=ESMTP helo=<{helo}>",
+            frm.lower() or None,
+            AUTH_BLK,
+            REJECTED,
+        )
+        self.emit(
+            t + 0.9,
+            relay,
+            f"{smtpd}: disconnect from {client} ehlo=1 mail=1 rcpt=0/1 quit=1 commands=3/4",
+        )
 
     def not_logged_in(self, t: float, relay: Relay) -> None:
         """A mail client set up without authentication: refused, charged to its sender."""
@@ -1278,14 +1756,27 @@ class _Abuse:
         to, _ = self.random_address()
         smtpd = relay.new_proc("submission/smtpd")
         self.emit(t, relay, f"{smtpd}: connect from {client}")
-        self.emit(t + 0.1, relay, f"{smtpd}: Anonymous TLS connection established from {client}: "
-                                  f"{TLS_FROM}")
-        self.emit(t + 0.4, relay, f"{smtpd}: NOQUEUE: reject: RCPT from {client}: 553 5.7.1 "
-                                  f"<{frm}>: Sender address rejected: not logged in; from=<{frm}> "
-                                  f"to=<{to}> proto=ESMTP helo=<[192.168.1.{rng.randint(2, 254)}]>",
-                  sender.key, AUTH_BLK, REJECTED)
-        self.emit(t + 0.7, relay, f"{smtpd}: disconnect from {client} ehlo=2 starttls=1 mail=1 "
-                                  "rcpt=0/1 quit=1 commands=5/6")
+        self.emit(
+            t + 0.1,
+            relay,
+            f"{smtpd}: Anonymous TLS connection established from {client}: {TLS_FROM}",
+        )
+        self.emit(
+            t + 0.4,
+            relay,
+            f"{smtpd}: NOQUEUE: reject: RCPT from {client}: 553 5.7.1 "
+            f"<{frm}>: Sender address rejected: not logged in; from=<{frm}> "
+            f"to=<{to}> proto=ESMTP helo=<[192.168.1.{rng.randint(2, 254)}]>",
+            sender.key,
+            AUTH_BLK,
+            REJECTED,
+        )
+        self.emit(
+            t + 0.7,
+            relay,
+            f"{smtpd}: disconnect from {client} ehlo=2 starttls=1 mail=1 "
+            "rcpt=0/1 quit=1 commands=5/6",
+        )
 
     def incident(self, d: int) -> None:
         """A stolen password: a night-time spam run from abroad, then the locked account refused."""
@@ -1301,17 +1792,31 @@ class _Abuse:
         relay = rng.choice(self.relays)
         smtpd, client = relay.new_proc("submission/smtpd"), f"{peer[0]}[{peer[1]}]"
         self.emit(t, relay, f"{smtpd}: connect from {client}")
-        self.emit(t + 0.1, relay, f"{smtpd}: Anonymous TLS connection established from {client}: "
-                                  f"{TLS_FROM}")
+        self.emit(
+            t + 0.1,
+            relay,
+            f"{smtpd}: Anonymous TLS connection established from {client}: {TLS_FROM}",
+        )
         frm = "security@paypa1-support.com"  # other senders through the stolen login
         for _ in range(3):
             t += rng.uniform(5, 30)
-            self.emit(t, relay, f"{smtpd}: NOQUEUE: reject: RCPT from {client}: 553 5.7.1 <{frm}>: "
-                                f"Sender address rejected: not owned by user {victim.login}; "
-                                f"from=<{frm}> to=<{self.random_address()[0]}> proto=ESMTP "
-                                "helo=<User>", frm, AUTH_BLK, REJECTED)
-        self.emit(t + 0.5, relay, f"{smtpd}: disconnect from {client} ehlo=2 starttls=1 auth=1 "
-                                  "mail=3 rcpt=0/3 quit=1 commands=8/11")
+            self.emit(
+                t,
+                relay,
+                f"{smtpd}: NOQUEUE: reject: RCPT from {client}: 553 5.7.1 <{frm}>: "
+                f"Sender address rejected: not owned by user {victim.login}; "
+                f"from=<{frm}> to=<{self.random_address()[0]}> proto=ESMTP "
+                "helo=<User>",
+                frm,
+                AUTH_BLK,
+                REJECTED,
+            )
+        self.emit(
+            t + 0.5,
+            relay,
+            f"{smtpd}: disconnect from {client} ehlo=2 starttls=1 auth=1 "
+            "mail=3 rcpt=0/3 quit=1 commands=8/11",
+        )
         self.brute_force(t + 1800, relay, username=victim.login, peer=peer)
 
     def noise(self, d: int, relay: Relay, scale: float) -> None:
@@ -1328,10 +1833,18 @@ class _Abuse:
         rng, prog = self.rng, relay.proc("anvil")
         then = self.clock.classic(t - rng.uniform(60, 590))
         ip = f"140.114.{rng.randint(1, 250)}.{rng.randint(2, 254)}"
-        self.emit(t, relay, f"{prog}: statistics: max connection rate {rng.randint(1, 12)}/60s "
-                            f"for (submission:{ip}) at {then}")
-        self.emit(t, relay, f"{prog}: statistics: max connection count {rng.randint(1, 4)} for "
-                            f"(smtp:{ip}) at {then}")
+        self.emit(
+            t,
+            relay,
+            f"{prog}: statistics: max connection rate {rng.randint(1, 12)}/60s "
+            f"for (submission:{ip}) at {then}",
+        )
+        self.emit(
+            t,
+            relay,
+            f"{prog}: statistics: max connection count {rng.randint(1, 4)} for "
+            f"(smtp:{ip}) at {then}",
+        )
         self.emit(t, relay, f"{prog}: statistics: max cache size {rng.randint(1, 30)} at {then}")
 
     def postscreen(self, t: float, relay: Relay) -> None:
@@ -1346,25 +1859,39 @@ class _Abuse:
             self.emit(t + 0.1, relay, f"{prog}: PASS OLD {peer}")
             smtpd = relay.new_proc("smtpd")
             self.emit(t + 0.12, relay, f"{smtpd}: connect from unknown[{ip}]")
-            self.emit(t + 2.5, relay, f"{smtpd}: disconnect from unknown[{ip}] ehlo=1 quit=1 "
-                                      "commands=2")
+            self.emit(
+                t + 2.5, relay, f"{smtpd}: disconnect from unknown[{ip}] ehlo=1 quit=1 commands=2"
+            )
         elif r < 0.7:
-            self.emit(t + 6, relay, f"{prog}: HANGUP after {rng.uniform(0.1, 6):.2g} from {peer} "
-                                    "in tests before SMTP handshake")
+            self.emit(
+                t + 6,
+                relay,
+                f"{prog}: HANGUP after {rng.uniform(0.1, 6):.2g} from {peer} "
+                "in tests before SMTP handshake",
+            )
             self.emit(t + 6, relay, f"{prog}: DISCONNECT {peer}")
         else:
             rank = rng.randint(3, 7)
             listed = f"127.0.0.{rng.choice((2, 3, 4, 9))}"
-            self.emit(t + 0.05, relay, f"{relay.proc('dnsblog')}: addr {ip} listed"
-                                       f" by domain zen.spamhaus.org as {listed}")
+            self.emit(
+                t + 0.05,
+                relay,
+                f"{relay.proc('dnsblog')}: addr {ip} listed by domain zen.spamhaus.org as {listed}",
+            )
             self.emit(t + 6, relay, f"{prog}: DNSBL rank {rank} for {peer}")
             to = self.random_address()[0]
             frm = rng.choice(SPAM_FROM)
-            self.emit(t + 7, relay, f"{prog}: NOQUEUE: reject: RCPT from {peer}: 550 5.7.1 Service "
-                                    f"unavailable; client [{ip}] blocked using zen.spamhaus.org; "
-                                    f"from=<{frm}>, to=<{to}>, proto=ESMTP, "
-                                    f"helo=<{rng.choice(GIVEN)}-pc>",
-                      frm, AUTH_BLK, REJECTED)
+            self.emit(
+                t + 7,
+                relay,
+                f"{prog}: NOQUEUE: reject: RCPT from {peer}: 550 5.7.1 Service "
+                f"unavailable; client [{ip}] blocked using zen.spamhaus.org; "
+                f"from=<{frm}>, to=<{to}>, proto=ESMTP, "
+                f"helo=<{rng.choice(GIVEN)}-pc>",
+                frm,
+                AUTH_BLK,
+                REJECTED,
+            )
             self.emit(t + 7.2, relay, f"{prog}: DISCONNECT {peer}")
 
     def warning(self, t: float, relay: Relay) -> None:
@@ -1373,18 +1900,27 @@ class _Abuse:
         smtpd = relay.new_proc("smtpd")
         kind = rng.randrange(4)
         if kind == 0:
-            self.emit(t, relay, f"{smtpd}: warning: hostname {ip.replace('.', '-')}.dynamic."
-                                f"example.net does not resolve to address {ip}: Name or service "
-                                "not known")
+            self.emit(
+                t,
+                relay,
+                f"{smtpd}: warning: hostname {ip.replace('.', '-')}.dynamic."
+                f"example.net does not resolve to address {ip}: Name or service "
+                "not known",
+            )
         elif kind == 1:
-            self.emit(t, relay, f"{smtpd}: warning: non-SMTP command from unknown[{ip}]: GET / "
-                                "HTTP/1.1")
+            self.emit(
+                t, relay, f"{smtpd}: warning: non-SMTP command from unknown[{ip}]: GET / HTTP/1.1"
+            )
         elif kind == 2:
             self.emit(t, relay, f"{smtpd}: lost connection after EHLO from {name}[{ip}]")
         else:
-            self.emit(t, relay, f"{relay.proc('smtp')}: warning: TLS library problem: "
-                                "error:0A000126:SSL routines::unexpected eof while reading:"
-                                "../ssl/record/rec_layer_s3.c:317:")
+            self.emit(
+                t,
+                relay,
+                f"{relay.proc('smtp')}: warning: TLS library problem: "
+                "error:0A000126:SSL routines::unexpected eof while reading:"
+                "../ssl/record/rec_layer_s3.c:317:",
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1394,9 +1930,20 @@ class _Abuse:
 class Simulation(_Messages, _Recipients, _Abuse):
     """Generates the cluster's lines hour by hour and writes them to the relays' files."""
 
-    def __init__(self, out_dir: Path, first: date, days: int, zone: ZoneInfo, *, relays: int,
-                 per_day: int, seed: int, timestamp_format: str, senders: int,
-                 gzip_rotated: bool) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        first: date,
+        days: int,
+        zone: ZoneInfo,
+        *,
+        relays: int,
+        per_day: int,
+        seed: int,
+        timestamp_format: str,
+        senders: int,
+        gzip_rotated: bool,
+    ) -> None:
         self.rng = rng = Rng(seed)
         self.seed, self.fmt, self.days, self.per_day = seed, timestamp_format, days, per_day
         self.clock = Clock(first, days, zone, timestamp_format)
@@ -1406,8 +1953,9 @@ class Simulation(_Messages, _Recipients, _Abuse):
         self.senders = _population(senders, rng)
         self.sender_weights = list(itertools.accumulate(_weights(self.senders, per_day, rng)))
         self.logins = {s.login: s for s in self.senders if s.login and "@" not in s.login}
-        self.known_logins = [s.login for s in self.senders[:len(FIXED_SENDERS)]
-                             if s.login in self.logins]
+        self.known_logins = [
+            s.login for s in self.senders[: len(FIXED_SENDERS)] if s.login in self.logins
+        ]
         self._known = set(self.known_logins)
         self.bufs: list[list[tuple[float, str]]] = [[] for _ in self.relays]
         self.seq = itertools.count()
@@ -1422,13 +1970,17 @@ class Simulation(_Messages, _Recipients, _Abuse):
         for relay in self.relays:
             directory = out_dir / relay.host
             _clear(directory)
-            self.files.append(LogFiles(directory, relay.host,
-                                       [r + rng.uniform(0, 3) for r in rotations], gzip_rotated))
+            self.files.append(
+                LogFiles(
+                    directory, relay.host, [r + rng.uniform(0, 3) for r in rotations], gzip_rotated
+                )
+            )
 
     # -- output --------------------------------------------------------------------------
 
-    def emit(self, t: float, r: Relay, body: str, who: str | None = None, col: int = -1,
-             pf: int = -1) -> None:
+    def emit(
+        self, t: float, r: Relay, body: str, who: str | None = None, col: int = -1, pf: int = -1
+    ) -> None:
         """Queue one line; count what it evidences unless it falls past the last day."""
         self.bufs[r.index].append((t, body))
         if (col >= 0 and who) or pf >= 0:
@@ -1436,7 +1988,7 @@ class Simulation(_Messages, _Recipients, _Abuse):
                 if t >= self.clock.end:
                     return
                 self._today = self.clock.day_of(t)
-                self._day_from, self._day_to = self.clock.starts[self._today:self._today + 2]
+                self._day_from, self._day_to = self.clock.starts[self._today : self._today + 2]
             d = self._today
             if col >= 0 and who:
                 days = self.counts.setdefault(who, {})
@@ -1462,9 +2014,13 @@ class Simulation(_Messages, _Recipients, _Abuse):
                 j = bisect.bisect_left(ready, f.next_rotation, lo=i, key=_first)
                 if j > i:
                     prefix, part = f.prefix, ready[i:j]
-                    f.chunk.append("\n".join(
-                        [stamp(t) + prefix + body for t, body in part] if rfc else
-                        [(known(int(t)) or stamp(t)) + prefix + body for t, body in part]))
+                    f.chunk.append(
+                        "\n".join(
+                            [stamp(t) + prefix + body for t, body in part]
+                            if rfc
+                            else [(known(int(t)) or stamp(t)) + prefix + body for t, body in part]
+                        )
+                    )
                     f.lines += j - i
                     f.last = ready[j - 1][0]
                 if j < len(ready):
@@ -1529,15 +2085,31 @@ class Simulation(_Messages, _Recipients, _Abuse):
                 arrival = start - rng.uniform(600, LIFETIME - 600)
                 addr, _ = self.random_address()
                 dom = rng.choice(dead)
-                rcpts = [Rcpt(f"{addr.split('@')[0]}@{dom.name}", dom, 10**9, "expire",
-                              "timeout", "")]
+                rcpts = [
+                    Rcpt(f"{addr.split('@')[0]}@{dom.name}", dom, 10**9, "expire", "timeout", "")
+                ]
                 if rng.random() < 0.5:
                     gmail = self.by_name["gmail.com"]
-                    rcpts.append(Rcpt(f"{addr.split('@')[0]}@gmail.com", gmail,
-                                      rng.randint(1, 30), "sent", "quota", ""))
-                msg = Msg(relay, relay.new_qid(arrival), sender, sender.envelope(rng),
-                          rng.randint(2000, 400000), self.message_id(sender, arrival), arrival,
-                          rcpts)
+                    rcpts.append(
+                        Rcpt(
+                            f"{addr.split('@')[0]}@gmail.com",
+                            gmail,
+                            rng.randint(1, 30),
+                            "sent",
+                            "quota",
+                            "",
+                        )
+                    )
+                msg = Msg(
+                    relay,
+                    relay.new_qid(arrival),
+                    sender,
+                    sender.envelope(rng),
+                    rng.randint(2000, 400000),
+                    self.message_id(sender, arrival),
+                    arrival,
+                    rcpts,
+                )
                 heapq.heappush(self.queue, (start + rng.uniform(0, 4000), next(self.seq), msg))
 
     def _arrivals(self, d: int) -> list[tuple[float, Sender, int]]:
@@ -1575,21 +2147,43 @@ class Simulation(_Messages, _Recipients, _Abuse):
 
     def expected(self, tz: str) -> Expected:
         dates = [d.isoformat() for d in self.clock.dates[:-1]]
-        counts = {who: {dates[d]: {c: n for c, n in zip(COLUMNS, row, strict=True) if n}
-                        for d, row in sorted(days.items()) if any(row)}
-                  for who, days in sorted(self.counts.items())}
-        pf = {relay.host: {dates[d]: dict(zip(PFLOGSUMM, row, strict=True))
-                           for d, row in enumerate(self.pf[relay.index])}
-              for relay in self.relays}
+        counts = {
+            who: {
+                dates[d]: {c: n for c, n in zip(COLUMNS, row, strict=True) if n}
+                for d, row in sorted(days.items())
+                if any(row)
+            }
+            for who, days in sorted(self.counts.items())
+        }
+        pf = {
+            relay.host: {
+                dates[d]: dict(zip(PFLOGSUMM, row, strict=True))
+                for d, row in enumerate(self.pf[relay.index])
+            }
+            for relay in self.relays
+        }
         root = self.files[0].directory.parent
         files = [p.relative_to(root).as_posix() for f in self.files for p in f.paths]
-        return Expected(timezone=tz, first_day=self.clock.dates[0], last_day=self.clock.dates[-2],
-                        counts={k: v for k, v in counts.items() if v},
-                        lines=sum(f.lines for f in self.files),
-                        relays=[{"host": r.host, "syslog_name": r.syslog, "directory": r.host,
-                                 "queue_ids": "long" if r.long_ids else "short"}
-                                for r in self.relays],
-                        pflogsumm=pf, files=files, seed=self.seed, timestamp_format=self.fmt)
+        return Expected(
+            timezone=tz,
+            first_day=self.clock.dates[0],
+            last_day=self.clock.dates[-2],
+            counts={k: v for k, v in counts.items() if v},
+            lines=sum(f.lines for f in self.files),
+            relays=[
+                {
+                    "host": r.host,
+                    "syslog_name": r.syslog,
+                    "directory": r.host,
+                    "queue_ids": "long" if r.long_ids else "short",
+                }
+                for r in self.relays
+            ],
+            pflogsumm=pf,
+            files=files,
+            seed=self.seed,
+            timestamp_format=self.fmt,
+        )
 
 
 def _clear(directory: Path) -> None:
@@ -1609,8 +2203,9 @@ def _domains() -> tuple[list[Domain], list[float]]:
         weights.append(weight)
     for i, dept in enumerate(DEPTS[:12]):
         ip = f"140.114.{20 + 6 * i}.{25 + i}"
-        domains.append(Domain(f"{dept}.nthu.edu.tw", f"mail.{dept}.nthu.edu.tw", (ip,),
-                              "postfix", "ok"))
+        domains.append(
+            Domain(f"{dept}.nthu.edu.tw", f"mail.{dept}.nthu.edu.tw", (ip,), "postfix", "ok")
+        )
         weights.append(CAMPUS_WEIGHT / 12)
     return domains, list(itertools.accumulate(weights))
 
@@ -1661,9 +2256,11 @@ def _weights(senders: list[Sender], per_day: int, rng: random.Random) -> list[fl
     rates = {a: rate for a, *_, rate in FIXED_SENDERS}
     fixed = [rates[s.address] for s in senders if s.address in rates]
     scale = min(1.0, per_day / (2 * sum(fixed))) if fixed else 1.0
-    rest = [1 / (rank + 2) ** 0.6 * rng.uniform(0.5, 1.5)
-            for rank, s in enumerate(senders) if s.address not in rates]
+    rest = [
+        1 / (rank + 2) ** 0.6 * rng.uniform(0.5, 1.5)
+        for rank, s in enumerate(senders)
+        if s.address not in rates
+    ]
     share = max(per_day - sum(fixed) * scale, 1.0) / (sum(rest) or 1.0)
     it = iter(rest)
-    return [rates[s.address] * scale if s.address in rates else next(it) * share
-            for s in senders]
+    return [rates[s.address] * scale if s.address in rates else next(it) * share for s in senders]

@@ -44,17 +44,22 @@ def apply_delta(delta: Delta) -> None:
     conflict = f"ON CONFLICT (sender, day) DO UPDATE SET {updates}"
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":  # one statement: the rows as arrays, in order
-            arrays = ", ".join(["%s::varchar[]", "%s::date[]"]
-                               + ["%s::integer[]"] * len(COUNTER_FIELDS))
-            cursor.execute(f"INSERT INTO {table} (sender, day, {columns}) "
-                           f"SELECT sender, day, {columns} FROM unnest({arrays}) "
-                           f"WITH ORDINALITY AS r(sender, day, {columns}, n) "
-                           f"ORDER BY n {conflict}",
-                           [list(column) for column in zip(*params, strict=True)])
+            arrays = ", ".join(
+                ["%s::varchar[]", "%s::date[]"] + ["%s::integer[]"] * len(COUNTER_FIELDS)
+            )
+            cursor.execute(
+                f"INSERT INTO {table} (sender, day, {columns}) "
+                f"SELECT sender, day, {columns} FROM unnest({arrays}) "
+                f"WITH ORDINALITY AS r(sender, day, {columns}, n) "
+                f"ORDER BY n {conflict}",
+                [list(column) for column in zip(*params, strict=True)],
+            )
         else:
             placeholders = ", ".join(["%s"] * (2 + len(COUNTER_FIELDS)))
-            cursor.executemany(f"INSERT INTO {table} (sender, day, {columns}) "
-                               f"VALUES ({placeholders}) {conflict}", params)
+            cursor.executemany(
+                f"INSERT INTO {table} (sender, day, {columns}) VALUES ({placeholders}) {conflict}",
+                params,
+            )
 
 
 def add_events(events: list[Event], batch_size: int = 5000) -> list[Event]:
@@ -68,7 +73,9 @@ def delete_events(queryset) -> int:
     """Delete events and take them off the counters."""
     with transaction.atomic():
         rows = (
-            queryset.counted().values_list("sender", "day", "status").annotate(n=Count("id"))
+            queryset.counted()
+            .values_list("sender", "day", "status")
+            .annotate(n=Count("id"))
             .order_by()
         )
         delta: Delta = Counter({(s, d, st): -n for s, d, st, n in rows})

@@ -32,33 +32,72 @@ def outside_client() -> Client:
 def make_event(sender: str, status: str, time: dt.datetime, **fields) -> Event:
     fields.setdefault("relay", "smtp1")
     fields.setdefault("queue_id", "4AA091855DA0")
-    return Event(sender=sender, status=status, time=time, day=time.astimezone(TZ).date(),
-                 **fields)
+    return Event(sender=sender, status=status, time=time, day=time.astimezone(TZ).date(), **fields)
 
 
 @pytest.fixture
 def mail_events(db) -> list[Event]:
     """alice sent to two recipients (one bounced), was deferred once, and bob sent one."""
     t = NOW - dt.timedelta(days=1)
-    message = Message.objects.create(relay="smtp1", queue_id="4AA091855DA0", first_seen=t,
-                                     sender="alice@cs.nthu.edu.tw", client_ip=CAMPUS_IP)
+    message = Message.objects.create(
+        relay="smtp1",
+        queue_id="4AA091855DA0",
+        first_seen=t,
+        sender="alice@cs.nthu.edu.tw",
+        client_ip=CAMPUS_IP,
+    )
     events = [
-        make_event("alice@cs.nthu.edu.tw", Status.AUTH_RCV, t, message=message,
-                   client_ip=CAMPUS_IP, sasl_username="alice"),
-        make_event("alice@cs.nthu.edu.tw", Status.SENT, t + dt.timedelta(seconds=2),
-                   message=message, client_ip=CAMPUS_IP, recipient="carol@example.com",
-                   next_hop="mx.example.com[192.0.2.25]:25", dsn="2.0.0",
-                   response="250 2.0.0 Ok: queued as 12345"),
-        make_event("alice@cs.nthu.edu.tw", Status.DEFERRED, t + dt.timedelta(seconds=2),
-                   message=message, client_ip=CAMPUS_IP, recipient="dave@example.org",
-                   next_hop="mx.example.org[192.0.2.26]:25", dsn="4.2.2",
-                   response="452 4.2.2 Mailbox full"),
-        make_event("alice@cs.nthu.edu.tw", Status.BOUNCED, t + dt.timedelta(hours=1),
-                   message=message, client_ip=CAMPUS_IP, recipient="dave@example.org",
-                   next_hop="mx.example.org[192.0.2.26]:25", dsn="5.1.1",
-                   response="550 5.1.1 User unknown"),
-        make_event("bob@ee.nthu.edu.tw", Status.SENT, t, queue_id="5BB1", client_ip=CAMPUS_IP,
-                   recipient="erin@example.net", dsn="2.0.0", response="250 ok"),
+        make_event(
+            "alice@cs.nthu.edu.tw",
+            Status.AUTH_RCV,
+            t,
+            message=message,
+            client_ip=CAMPUS_IP,
+            sasl_username="alice",
+        ),
+        make_event(
+            "alice@cs.nthu.edu.tw",
+            Status.SENT,
+            t + dt.timedelta(seconds=2),
+            message=message,
+            client_ip=CAMPUS_IP,
+            recipient="carol@example.com",
+            next_hop="mx.example.com[192.0.2.25]:25",
+            dsn="2.0.0",
+            response="250 2.0.0 Ok: queued as 12345",
+        ),
+        make_event(
+            "alice@cs.nthu.edu.tw",
+            Status.DEFERRED,
+            t + dt.timedelta(seconds=2),
+            message=message,
+            client_ip=CAMPUS_IP,
+            recipient="dave@example.org",
+            next_hop="mx.example.org[192.0.2.26]:25",
+            dsn="4.2.2",
+            response="452 4.2.2 Mailbox full",
+        ),
+        make_event(
+            "alice@cs.nthu.edu.tw",
+            Status.BOUNCED,
+            t + dt.timedelta(hours=1),
+            message=message,
+            client_ip=CAMPUS_IP,
+            recipient="dave@example.org",
+            next_hop="mx.example.org[192.0.2.26]:25",
+            dsn="5.1.1",
+            response="550 5.1.1 User unknown",
+        ),
+        make_event(
+            "bob@ee.nthu.edu.tw",
+            Status.SENT,
+            t,
+            queue_id="5BB1",
+            client_ip=CAMPUS_IP,
+            recipient="erin@example.net",
+            dsn="2.0.0",
+            response="250 ok",
+        ),
     ]
     return add_events(events)
 

@@ -24,8 +24,9 @@ def changelist(model) -> str:
 @pytest.fixture
 def log_rows(mail_events) -> dict:
     """One row of every log model, so change and delete pages have an object."""
-    LoginAlias.objects.create(login="alice", sender="alice@cs.nthu.edu.tw",
-                              last_seen=mail_events[0].time)
+    LoginAlias.objects.create(
+        login="alice", sender="alice@cs.nthu.edu.tw", last_seen=mail_events[0].time
+    )
     LogFile.objects.create(fingerprint="f" * 64, path="/var/log/mail.log", position=1234)
     return {model: model.objects.order_by("pk").first() for model in LOG_MODELS}
 
@@ -95,22 +96,25 @@ class TestSearchAndFilters:
         assert len(results(response)) == 5
         response = admin_client.get(changelist(Event), {"relay": "smtp9"})
         assert results(response) == []
-        response = admin_client.get(changelist(Event), {
-            "day__year": day.year, "day__month": day.month, "day__day": day.day})
+        response = admin_client.get(
+            changelist(Event), {"day__year": day.year, "day__month": day.month, "day__day": day.day}
+        )
         assert len(results(response)) == 5
 
     def test_daily_counters_are_found_by_sender_and_day(self, admin_client, mail_events):
         day = mail_events[0].day
-        response = admin_client.get(changelist(DailyCounter),
-                                    {"q": "alice@cs.nthu.edu.tw", "day__gte": day.isoformat()})
+        response = admin_client.get(
+            changelist(DailyCounter), {"q": "alice@cs.nthu.edu.tw", "day__gte": day.isoformat()}
+        )
         [counter] = results(response)
         assert (counter.sender, counter.total) == ("alice@cs.nthu.edu.tw", 4)
 
 
 class TestReadOnly:
     @pytest.mark.parametrize("model", LOG_MODELS, ids=lambda m: m.__name__)
-    def test_the_log_lists_offer_no_add_link_and_no_delete_action(self, admin_client, log_rows,
-                                                                  model):
+    def test_the_log_lists_offer_no_add_link_and_no_delete_action(
+        self, admin_client, log_rows, model
+    ):
         assert isinstance(admin.site._registry[model], ReadOnlyAdmin)
         response = admin_client.get(changelist(model))
         assert response.context["has_add_permission"] is False
@@ -126,14 +130,17 @@ class TestReadOnly:
         assert admin_client.post(reverse(f"{name}_add"), {}).status_code == 403
         assert admin_client.post(reverse(f"{name}_change", args=[obj.pk]), {}).status_code == 403
         assert admin_client.get(reverse(f"{name}_delete", args=[obj.pk])).status_code == 403
-        assert admin_client.post(reverse(f"{name}_delete", args=[obj.pk]),
-                                 {"post": "yes"}).status_code == 403
+        assert (
+            admin_client.post(reverse(f"{name}_delete", args=[obj.pk]), {"post": "yes"}).status_code
+            == 403
+        )
         assert model.objects.filter(pk=obj.pk).exists()
 
     def test_the_delete_action_is_refused_when_posted_anyway(self, admin_client, mail_events):
         ids = [str(e.pk) for e in mail_events]
-        response = admin_client.post(changelist(Event), {
-            "action": "delete_selected", "_selected_action": ids, "post": "yes"})
+        response = admin_client.post(
+            changelist(Event), {"action": "delete_selected", "_selected_action": ids, "post": "yes"}
+        )
         assert response.status_code < 500
         assert Event.objects.count() == len(mail_events)
 

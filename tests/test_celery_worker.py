@@ -24,14 +24,15 @@ def broker_url() -> str:
     return require_redis()
 
 
-def test_recount_counters_runs_in_a_worker_and_repairs_the_counters(transactional_db,
-                                                                       broker_url):
+def test_recount_counters_runs_in_a_worker_and_repairs_the_counters(transactional_db, broker_url):
     t = NOW - dt.timedelta(days=1)
-    add_events([
-        make_event("alice@cs.nthu.edu.tw", Status.SENT, t),
-        make_event("alice@cs.nthu.edu.tw", Status.BOUNCED, t + dt.timedelta(minutes=5)),
-        make_event("bob@ee.nthu.edu.tw", Status.DEFERRED, t),
-    ])
+    add_events(
+        [
+            make_event("alice@cs.nthu.edu.tw", Status.SENT, t),
+            make_event("alice@cs.nthu.edu.tw", Status.BOUNCED, t + dt.timedelta(minutes=5)),
+            make_event("bob@ee.nthu.edu.tw", Status.DEFERRED, t),
+        ]
+    )
     # Damage the day's counters the way a crashed repair or a manual edit could.
     DailyCounter.objects.filter(day=DAY, sender="alice@cs.nthu.edu.tw").update(sent=F("sent") + 7)
     DailyCounter.objects.filter(day=DAY, sender="bob@ee.nthu.edu.tw").delete()
@@ -39,10 +40,18 @@ def test_recount_counters_runs_in_a_worker_and_repairs_the_counters(transactiona
 
     with running_worker(broker_url) as worker:
         worker.send("smtplog.tasks.recount_counters", DAY.isoformat())
-        wait_until(lambda: stored_counts(DAY) == recount(DAY), timeout=30,
-                   what="the worker to rebuild the counters", worker=worker)
-        wait_until(lambda: "succeeded" in worker.log(), timeout=10,
-                   what="the worker to log the task's success", worker=worker)
+        wait_until(
+            lambda: stored_counts(DAY) == recount(DAY),
+            timeout=30,
+            what="the worker to rebuild the counters",
+            worker=worker,
+        )
+        wait_until(
+            lambda: "succeeded" in worker.log(),
+            timeout=10,
+            what="the worker to log the task's success",
+            worker=worker,
+        )
 
     assert stored_counts(DAY) == {
         ("alice@cs.nthu.edu.tw", DAY, "sent"): 1,

@@ -36,16 +36,24 @@ YESTERDAY = NOW - dt.timedelta(days=1)
 
 class TestMessageIdentity:
     def test_a_queue_id_seen_again_after_removal_makes_a_second_message(self):
-        first = Message.objects.create(relay="smtp1", queue_id="4AA091855DA0",
-                                       first_seen=YESTERDAY, sender=ALICE,
-                                       removed_at=YESTERDAY + dt.timedelta(seconds=3))
+        first = Message.objects.create(
+            relay="smtp1",
+            queue_id="4AA091855DA0",
+            first_seen=YESTERDAY,
+            sender=ALICE,
+            removed_at=YESTERDAY + dt.timedelta(seconds=3),
+        )
         # Postfix recycles queue IDs: the same ID on the same relay, a later life.
-        second = Message.objects.create(relay="smtp1", queue_id="4AA091855DA0",
-                                        first_seen=NOW, sender=BOB)
+        second = Message.objects.create(
+            relay="smtp1", queue_id="4AA091855DA0", first_seen=NOW, sender=BOB
+        )
 
         assert first.pk != second.pk
-        assert list(Message.objects.filter(queue_id="4AA091855DA0").order_by("first_seen")
-                    .values_list("sender", flat=True)) == [ALICE, BOB]
+        assert list(
+            Message.objects.filter(queue_id="4AA091855DA0")
+            .order_by("first_seen")
+            .values_list("sender", flat=True)
+        ) == [ALICE, BOB]
 
     def test_the_same_queue_id_on_another_relay_is_another_message(self):
         Message.objects.create(relay="smtp1", queue_id="4AA091855DA0", first_seen=NOW)
@@ -60,28 +68,36 @@ class TestMessageIdentity:
 
 
 class TestNormalizedSenders:
-    @pytest.mark.parametrize(("raw", "stored"), [
-        ("<Alice@CS.NTHU.edu.tw>", "alice@cs.nthu.edu.tw"),
-        ("  < Alice@CS.NTHU.edu.tw >  ", "alice@cs.nthu.edu.tw"),
-        ("Alice@CS.NTHU.edu.tw", "alice@cs.nthu.edu.tw"),
-        ("<>", NULL_SENDER),
-        ("", NULL_SENDER),
-        ("< >", NULL_SENDER),
-    ])
+    @pytest.mark.parametrize(
+        ("raw", "stored"),
+        [
+            ("<Alice@CS.NTHU.edu.tw>", "alice@cs.nthu.edu.tw"),
+            ("  < Alice@CS.NTHU.edu.tw >  ", "alice@cs.nthu.edu.tw"),
+            ("Alice@CS.NTHU.edu.tw", "alice@cs.nthu.edu.tw"),
+            ("<>", NULL_SENDER),
+            ("", NULL_SENDER),
+            ("< >", NULL_SENDER),
+        ],
+    )
     def test_an_address_is_normalized_as_stored(self, raw, stored):
         assert normalize_address(raw) == stored
 
     def test_a_sender_is_found_whatever_case_and_brackets_are_asked_for(self):
-        add_events([make_event(normalize_address("<Alice@CS.NTHU.edu.tw>"), Status.SENT,
-                               YESTERDAY)])
+        add_events(
+            [make_event(normalize_address("<Alice@CS.NTHU.edu.tw>"), Status.SENT, YESTERDAY)]
+        )
 
         assert Event.objects.get().sender == ALICE
         assert Event.objects.for_sender("<ALICE@cs.nthu.edu.tw>").count() == 1
         assert DailyCounter.objects.for_sender("Alice@CS.nthu.edu.tw").get().sent == 1
 
     def test_the_null_sender_and_unknown_senders_are_never_counted(self):
-        add_events([make_event(NULL_SENDER, Status.BOUNCED, YESTERDAY),
-                    make_event("", Status.AUTH_BLK, YESTERDAY)])
+        add_events(
+            [
+                make_event(NULL_SENDER, Status.BOUNCED, YESTERDAY),
+                make_event("", Status.AUTH_BLK, YESTERDAY),
+            ]
+        )
         assert Event.objects.count() == 2
         assert not DailyCounter.objects.exists()
 
@@ -108,9 +124,13 @@ class TestCountersInStep:
         assert DailyCounter.objects.get(sender=BOB).total == 0
 
     def test_attributing_events_counts_them_for_their_sender(self):
-        add_events([make_event("", Status.AUTH_BLK, YESTERDAY, sasl_username="alice"),
-                    make_event("", Status.AUTH_BLK, YESTERDAY, sasl_username="alice"),
-                    make_event("", Status.AUTH_BLK, YESTERDAY, sasl_username="mallory")])
+        add_events(
+            [
+                make_event("", Status.AUTH_BLK, YESTERDAY, sasl_username="alice"),
+                make_event("", Status.AUTH_BLK, YESTERDAY, sasl_username="alice"),
+                make_event("", Status.AUTH_BLK, YESTERDAY, sasl_username="mallory"),
+            ]
+        )
         assert not DailyCounter.objects.exists()
 
         assert attribute_events(Event.objects.filter(sasl_username="alice"), ALICE) == 2
@@ -152,8 +172,16 @@ class TestCountersInStep:
 
 
 def test_the_total_is_the_sum_of_the_six_columns_in_the_database():
-    counter = DailyCounter.objects.create(sender=ALICE, day=YESTERDAY.date(), auth_blk=1,
-                                          auth_rcv=2, bounced=3, deferred=4, expired=5, sent=6)
+    counter = DailyCounter.objects.create(
+        sender=ALICE,
+        day=YESTERDAY.date(),
+        auth_blk=1,
+        auth_rcv=2,
+        bounced=3,
+        deferred=4,
+        expired=5,
+        sent=6,
+    )
     counter.refresh_from_db()
     assert counter.total == 21
     # Computed by the database itself (a generated column), also after a raw UPDATE.
@@ -170,16 +198,21 @@ def test_the_report_columns_are_the_six_counted_statuses():
 def test_events_of_a_sender_are_selected_by_local_day():
     before_midnight = dt.datetime(2026, 11, 19, 23, 30, tzinfo=TZ)  # 15:30 UTC, the 19th
     after_midnight = dt.datetime(2026, 11, 20, 0, 30, tzinfo=TZ)  # 16:30 UTC, still the 19th
-    add_events([
-        make_event(ALICE, Status.SENT, before_midnight, recipient="a@example.com"),
-        make_event(ALICE, Status.SENT, after_midnight, recipient="b@example.com"),
-        make_event(BOB, Status.SENT, after_midnight, recipient="c@example.com"),
-    ])
+    add_events(
+        [
+            make_event(ALICE, Status.SENT, before_midnight, recipient="a@example.com"),
+            make_event(ALICE, Status.SENT, after_midnight, recipient="b@example.com"),
+            make_event(BOB, Status.SENT, after_midnight, recipient="c@example.com"),
+        ]
+    )
     nov_19, nov_20 = dt.date(2026, 11, 19), dt.date(2026, 11, 20)
 
     def recipients(first, last):
-        return sorted(Event.objects.for_sender("<Alice@CS.NTHU.edu.tw>").between(first, last)
-                      .values_list("recipient", flat=True))
+        return sorted(
+            Event.objects.for_sender("<Alice@CS.NTHU.edu.tw>")
+            .between(first, last)
+            .values_list("recipient", flat=True)
+        )
 
     assert recipients(nov_19, nov_19) == ["a@example.com"]
     assert recipients(nov_20, nov_20) == ["b@example.com"]

@@ -36,23 +36,38 @@ print(json.dumps({n: getattr(settings, n) for n in names}, default=str))
 
 def clean_env(**variables: str) -> dict[str, str]:
     """Only what a process needs to start, plus the variables under test."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/"),
-           "DJANGO_SETTINGS_MODULE": "smtplog.settings"}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/"),
+        "DJANGO_SETTINGS_MODULE": "smtplog.settings",
+    }
     env.update(variables)
     return env
 
 
 def load_settings(**variables: str) -> dict:
     """The settings as a fresh process started with exactly these variables sees them."""
-    done = subprocess.run([sys.executable, "-c", DUMP], cwd=BASE_DIR, env=clean_env(**variables),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", DUMP],
+        cwd=BASE_DIR,
+        env=clean_env(**variables),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
 def manage(*args: str, **variables: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR,
-                          env=clean_env(**variables), capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=clean_env(**variables),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 # Every SMTPLOG_* setting and its default. A new setting needs a line here, so its
@@ -120,10 +135,20 @@ class TestDefaults:
 class TestHelpers:
     """Each helper of smtplog/conf.py: good values parse, bad ones name the variable."""
 
-    @pytest.mark.parametrize(("raw", "value"), [
-        ("1", True), ("true", True), (" YES ", True), ("on", True),
-        ("0", False), ("false", False), ("No", False), ("off", False), ("", False),
-    ])
+    @pytest.mark.parametrize(
+        ("raw", "value"),
+        [
+            ("1", True),
+            ("true", True),
+            (" YES ", True),
+            ("on", True),
+            ("0", False),
+            ("false", False),
+            ("No", False),
+            ("off", False),
+            ("", False),
+        ],
+    )
     def test_env_bool_reads_the_usual_spellings(self, raw, value):
         assert conf.env_bool("X", not value, environ={"X": raw}) is value
 
@@ -136,12 +161,15 @@ class TestHelpers:
         assert conf.env_int("X", 5, environ={}) == 5
         assert conf.env_int("X", 5, minimum=0, maximum=10, environ={"X": "10"}) == 10
 
-    @pytest.mark.parametrize(("raw", "message"), [
-        ("abc", "X: expected a whole number, got 'abc'"),
-        ("1.5", "X: expected a whole number"),
-        ("-1", "X: must be at least 0, got -1"),
-        ("11", "X: must be at most 10, got 11"),
-    ])
+    @pytest.mark.parametrize(
+        ("raw", "message"),
+        [
+            ("abc", "X: expected a whole number, got 'abc'"),
+            ("1.5", "X: expected a whole number"),
+            ("-1", "X: must be at least 0, got -1"),
+            ("11", "X: must be at most 10, got 11"),
+        ],
+    )
     def test_env_int_refuses_bad_numbers(self, raw, message):
         with pytest.raises(ImproperlyConfigured, match=message.replace(".", r"\.")):
             conf.env_int("X", 5, minimum=0, maximum=10, environ={"X": raw})
@@ -292,8 +320,10 @@ class TestProductionValues:
         assert loaded["SMTPLOG_ALERT_TIME"] == [2, 30]
         assert loaded["SMTPLOG_ALERT_CATCHUP_DAYS"] == 3
         assert loaded["SMTPLOG_CONTACT_EMAIL"] == "noc@net.nthu.edu.tw"
-        assert loaded["SMTPLOG_MAILLOG_GLOBS"] == ["/var/log/relays/*/mail.log*",
-                                                    "/var/log/mail.log"]
+        assert loaded["SMTPLOG_MAILLOG_GLOBS"] == [
+            "/var/log/relays/*/mail.log*",
+            "/var/log/mail.log",
+        ]
         assert loaded["SMTPLOG_INTERNAL_NEXT_HOPS"] == ["127.0.0.1:10025", "[::1]:10025"]
         assert loaded["SMTPLOG_INGEST_BATCH_LINES"] == 50000
         assert loaded["SMTPLOG_INGEST_WORKERS"] == 2
@@ -307,23 +337,27 @@ class TestProductionValues:
         assert "<crontab: 30 2 " in schedule
 
 
-@pytest.mark.parametrize(("variables", "named"), [
-    ({"SMTPLOG_CAMPUS_NETWORKS": "140.114.0.1/16"}, "SMTPLOG_CAMPUS_NETWORKS"),
-    ({"SMTPLOG_CAMPUS_NETWORKS": " "}, "SMTPLOG_CAMPUS_NETWORKS"),
-    ({"SMTPLOG_RETENTION_DAYS": "abc"}, "SMTPLOG_RETENTION_DAYS"),
-    ({"TIME_ZONE": "Mars/Base"}, "TIME_ZONE"),
-    ({"DEBUG": "maybe"}, "DEBUG"),
-    ({"DEBUG": "0"}, "SECRET_KEY"),
-    ({"DEBUG": "0", "SECRET_KEY": "short"}, "SECRET_KEY"),
-    ({"SMTPLOG_CAMPUS_DOMAINS": "not_a_domain"}, "SMTPLOG_CAMPUS_DOMAINS"),
-    ({"SMTPLOG_ALERT_TIME": "25:00"}, "SMTPLOG_ALERT_TIME"),
-    ({"SMTPLOG_CONTACT_EMAIL": "nobody"}, "SMTPLOG_CONTACT_EMAIL"),
-    ({"SMTPLOG_ALERT_CATCHUP_DAYS": "40"}, "SMTPLOG_ALERT_CATCHUP_DAYS"),
-    ({"SMTPLOG_TRUSTED_PROXY_COUNT": "-1"}, "SMTPLOG_TRUSTED_PROXY_COUNT"),
-    ({"EMAIL_PORT": "70000"}, "EMAIL_PORT"),
-    ({"EMAIL_USE_TLS": "1", "EMAIL_USE_SSL": "1"}, "EMAIL_USE_TLS"),
-    ({"DATABASE_URL": "foo://db.example/smtplog"}, "DATABASE_URL"),
-], ids=lambda v: "+".join(v) if isinstance(v, dict) else None)
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"SMTPLOG_CAMPUS_NETWORKS": "140.114.0.1/16"}, "SMTPLOG_CAMPUS_NETWORKS"),
+        ({"SMTPLOG_CAMPUS_NETWORKS": " "}, "SMTPLOG_CAMPUS_NETWORKS"),
+        ({"SMTPLOG_RETENTION_DAYS": "abc"}, "SMTPLOG_RETENTION_DAYS"),
+        ({"TIME_ZONE": "Mars/Base"}, "TIME_ZONE"),
+        ({"DEBUG": "maybe"}, "DEBUG"),
+        ({"DEBUG": "0"}, "SECRET_KEY"),
+        ({"DEBUG": "0", "SECRET_KEY": "short"}, "SECRET_KEY"),
+        ({"SMTPLOG_CAMPUS_DOMAINS": "not_a_domain"}, "SMTPLOG_CAMPUS_DOMAINS"),
+        ({"SMTPLOG_ALERT_TIME": "25:00"}, "SMTPLOG_ALERT_TIME"),
+        ({"SMTPLOG_CONTACT_EMAIL": "nobody"}, "SMTPLOG_CONTACT_EMAIL"),
+        ({"SMTPLOG_ALERT_CATCHUP_DAYS": "40"}, "SMTPLOG_ALERT_CATCHUP_DAYS"),
+        ({"SMTPLOG_TRUSTED_PROXY_COUNT": "-1"}, "SMTPLOG_TRUSTED_PROXY_COUNT"),
+        ({"EMAIL_PORT": "70000"}, "EMAIL_PORT"),
+        ({"EMAIL_USE_TLS": "1", "EMAIL_USE_SSL": "1"}, "EMAIL_USE_TLS"),
+        ({"DATABASE_URL": "foo://db.example/smtplog"}, "DATABASE_URL"),
+    ],
+    ids=lambda v: "+".join(v) if isinstance(v, dict) else None,
+)
 def test_a_bad_value_stops_start_up_with_an_error_naming_the_variable(variables, named):
     done = manage("check", **variables)
     assert done.returncode != 0
@@ -337,22 +371,33 @@ def test_check_deploy_with_production_variables_reports_no_errors():
     assert "ERRORS:" not in done.stderr
     # HSTS covers the service's subdomains by default; preload (W021) is silenced as a
     # decision for the whole university domain. No security warning may appear.
-    warnings = {line.split(")")[0].split("(")[-1] for line in done.stderr.splitlines()
-                if "(security." in line}
+    warnings = {
+        line.split(")")[0].split("(")[-1]
+        for line in done.stderr.splitlines()
+        if "(security." in line
+    }
     assert warnings == set()
 
 
 def test_check_deploy_with_hsts_for_subdomains_and_preload_reports_nothing():
-    done = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION,
-                  SECURE_HSTS_INCLUDE_SUBDOMAINS="1", SECURE_HSTS_PRELOAD="1")
+    done = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        **PRODUCTION,
+        SECURE_HSTS_INCLUDE_SUBDOMAINS="1",
+        SECURE_HSTS_PRELOAD="1",
+    )
     assert done.returncode == 0, done.stderr
     assert "System check identified no issues" in done.stdout
 
 
 def test_the_eml_file_backend_writes_one_file_per_message(tmp_path):
     messages = [
-        EmailMessage(f"Report {n}", f"Body {n}", "smtp-log-query@nthu.edu.tw",
-                     ["alice@cs.nthu.edu.tw"])
+        EmailMessage(
+            f"Report {n}", f"Body {n}", "smtp-log-query@nthu.edu.tw", ["alice@cs.nthu.edu.tw"]
+        )
         for n in range(3)
     ]
     backend = get_connection("smtplog.mail.EmlFileBackend", file_path=str(tmp_path / "mail"))

@@ -66,8 +66,14 @@ def database_url() -> str:
 class Worker:
     """A running worker: send it tasks, read its log."""
 
-    def __init__(self, process: subprocess.Popen, broker_url: str, queues: list[str],
-                 hostname: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        process: subprocess.Popen,
+        broker_url: str,
+        queues: list[str],
+        hostname: str,
+        log_path: Path,
+    ) -> None:
         self.process = process
         self.broker_url = broker_url
         self.queues = queues
@@ -77,16 +83,18 @@ class Worker:
         # A client app of its own, so sending never depends on (or changes) the
         # eager configuration of the project's app in this process.
         self.client = Celery("tests-worker-client", broker=broker_url, set_as_current=False)
-        self.client.conf.update(task_serializer="json", accept_content=["json"],
-                                broker_connection_retry_on_startup=True)
+        self.client.conf.update(
+            task_serializer="json", accept_content=["json"], broker_connection_retry_on_startup=True
+        )
 
     def send(self, task_name: str, *args, queue: str | None = None, **kwargs) -> str:
         """Enqueue a task by name on this worker's (first) queue; returns the task id."""
         # An explicit connection: Celery prefers a CELERY_BROKER_URL environment variable
         # over the app's own broker setting, and CI sets one for another database.
         with self.client.connection_for_write(self.broker_url) as conn:
-            result = self.client.send_task(task_name, args=args, kwargs=kwargs,
-                                           queue=queue or self.queues[0], connection=conn)
+            result = self.client.send_task(
+                task_name, args=args, kwargs=kwargs, queue=queue or self.queues[0], connection=conn
+            )
         return result.id
 
     def log(self) -> str:
@@ -103,11 +111,14 @@ class Worker:
         deadline = time.monotonic() + timeout
         while ready_line not in self.log():
             if not self.alive():
-                raise RuntimeError(f"the Celery worker exited ({self.process.returncode}) "
-                                   f"before it was ready:\n{self.log()[-4000:]}")
+                raise RuntimeError(
+                    f"the Celery worker exited ({self.process.returncode}) "
+                    f"before it was ready:\n{self.log()[-4000:]}"
+                )
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the Celery worker was not ready within {timeout} s:\n"
-                                   f"{self.log()[-4000:]}")
+                raise RuntimeError(
+                    f"the Celery worker was not ready within {timeout} s:\n{self.log()[-4000:]}"
+                )
             time.sleep(0.1)
 
     def stop(self, timeout: float = 15) -> None:
@@ -127,9 +138,13 @@ class Worker:
 
 
 @contextlib.contextmanager
-def running_worker(broker_url: str, extra_env: dict[str, str] | None = None,
-                   queues: list[str] | None = None, pool: str = "solo",
-                   concurrency: int = 1) -> Iterator[Worker]:
+def running_worker(
+    broker_url: str,
+    extra_env: dict[str, str] | None = None,
+    queues: list[str] | None = None,
+    pool: str = "solo",
+    concurrency: int = 1,
+) -> Iterator[Worker]:
     """Start `celery -A smtplog worker` on `broker_url` and the test database.
 
     Yields once the worker logged that it is ready; stops it on exit. `extra_env`
@@ -141,26 +156,49 @@ def running_worker(broker_url: str, extra_env: dict[str, str] | None = None,
     queues = queues or [f"test-{uuid.uuid4().hex[:12]}"]
     hostname = f"test-{uuid.uuid4().hex[:8]}@localhost"
     env = dict(os.environ)
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "smtplog.settings",
-        "CELERY_BROKER_URL": broker_url,
-        "DATABASE_URL": database_url(),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "smtplog.settings",
+            "CELERY_BROKER_URL": broker_url,
+            "DATABASE_URL": database_url(),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra_env or {})
     command = [
-        sys.executable, "-m", "celery", "-A", "smtplog", "worker",
-        "--hostname", hostname, "--queues", ",".join(queues),
-        "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "smtplog",
+        "worker",
+        "--hostname",
+        hostname,
+        "--queues",
+        ",".join(queues),
+        "--pool",
+        pool,
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        "INFO",
         # Tests need no cluster chatter; without these the start takes seconds longer.
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
     ]
     with tempfile.TemporaryDirectory(prefix="celery-worker-") as tmp:
         log_path = Path(tmp) / "worker.log"
         with log_path.open("wb") as log_file:
-            process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdin=subprocess.DEVNULL,
-                                       stdout=log_file, stderr=subprocess.STDOUT,
-                                       start_new_session=True)  # its own group: stop() ends all
+            process = subprocess.Popen(
+                command,
+                cwd=BASE_DIR,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # its own group: stop() ends all
         worker = Worker(process, broker_url, queues, hostname, log_path)
         try:
             worker._wait_ready(READY_TIMEOUT)
@@ -169,8 +207,13 @@ def running_worker(broker_url: str, extra_env: dict[str, str] | None = None,
             worker.stop()
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 30, what: str = "the condition",
-               worker: Worker | None = None, interval: float = 0.2) -> object:
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 30,
+    what: str = "the condition",
+    worker: Worker | None = None,
+    interval: float = 0.2,
+) -> object:
     """Poll until predicate() is true (no result backend: tests watch the database)."""
     deadline = time.monotonic() + timeout
     while True:

@@ -27,11 +27,17 @@ def fixed_url(context, name: str) -> str:
             current_app = context.request.resolver_match.namespace
         except AttributeError:
             current_app = None
-    return _reverse(name, get_script_prefix(), get_urlconf() or settings.ROOT_URLCONF,
-                    current_app, get_language())
+    return _reverse(
+        name,
+        get_script_prefix(),
+        get_urlconf() or settings.ROOT_URLCONF,
+        current_app,
+        get_language(),
+    )
 
 
 @functools.lru_cache(maxsize=256)
-def _reverse(name: str, prefix: str, urlconf: str, current_app: str | None,
-             language: str | None) -> str:
+def _reverse(
+    name: str, prefix: str, urlconf: str, current_app: str | None, language: str | None
+) -> str:
     return reverse(name, urlconf=urlconf, current_app=current_app)

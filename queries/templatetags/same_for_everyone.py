@@ -38,8 +38,13 @@ class SameForEveryoneNode(template.Node):
     def render(self, context: template.Context) -> SafeString:
         if settings.DEBUG:
             return self.nodelist.render(context)
-        key = (self.block, get_language(), get_script_prefix(),
-               get_urlconf() or settings.ROOT_URLCONF, context.autoescape)
+        key = (
+            self.block,
+            get_language(),
+            get_script_prefix(),
+            get_urlconf() or settings.ROOT_URLCONF,
+            context.autoescape,
+        )
         try:
             return _rendered[key]
         except KeyError:

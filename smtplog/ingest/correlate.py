@@ -32,9 +32,24 @@ class MessageState:
     """One queue ID's life on one relay, as the correlator tracks it."""
 
     __slots__ = (
-        "pk", "relay", "queue_id", "first_seen", "sender", "client_name", "client_ip",
-        "sasl_method", "sasl_username", "size", "nrcpt", "message_id", "origin",
-        "auth_counted", "expired_at", "removed_at", "waiting", "db_waiting",
+        "pk",
+        "relay",
+        "queue_id",
+        "first_seen",
+        "sender",
+        "client_name",
+        "client_ip",
+        "sasl_method",
+        "sasl_username",
+        "size",
+        "nrcpt",
+        "message_id",
+        "origin",
+        "auth_counted",
+        "expired_at",
+        "removed_at",
+        "waiting",
+        "db_waiting",
     )
 
     def __init__(self, relay: str, queue_id: str, first_seen: dt.datetime, pk: int | None = None):
@@ -61,11 +76,40 @@ class MessageState:
 class EventRow:
     """A counted event, ready to store (sender UNKNOWN while it waits)."""
 
-    __slots__ = ("time", "day", "sender", "status", "message", "relay", "queue_id", "client_ip",
-                 "sasl_username", "recipient", "next_hop", "dsn", "delay", "response")
+    __slots__ = (
+        "time",
+        "day",
+        "sender",
+        "status",
+        "message",
+        "relay",
+        "queue_id",
+        "client_ip",
+        "sasl_username",
+        "recipient",
+        "next_hop",
+        "dsn",
+        "delay",
+        "response",
+    )
 
-    def __init__(self, time, day, sender, status, message, relay, queue_id, client_ip,
-                 sasl_username, recipient="", next_hop="", dsn="", delay=None, response=""):
+    def __init__(
+        self,
+        time,
+        day,
+        sender,
+        status,
+        message,
+        relay,
+        queue_id,
+        client_ip,
+        sasl_username,
+        recipient="",
+        next_hop="",
+        dsn="",
+        delay=None,
+        response="",
+    ):
         self.time = time
         self.day = day
         self.sender = sender
@@ -116,12 +160,16 @@ def _split_hop(hop: str) -> tuple[str, int | None]:
     return hop, None
 
 
-
 class Correlator:
     """Turns records into events; holds the in-flight messages of every relay."""
 
-    def __init__(self, tz: dt.tzinfo, internal_hops: InternalHops,
-                 active: Iterable[MessageState] = (), aliases: dict[str, str] | None = None):
+    def __init__(
+        self,
+        tz: dt.tzinfo,
+        internal_hops: InternalHops,
+        active: Iterable[MessageState] = (),
+        aliases: dict[str, str] | None = None,
+    ):
         self.tz = tz
         self.internal_hops = internal_hops
         self.active: dict[tuple[str, str], MessageState] = {
@@ -177,8 +225,12 @@ class Correlator:
         if msg.sender == UNKNOWN or msg.sender == NULL_SENDER:
             return
         msg.auth_counted = True
-        self._emit(msg.first_seen, "auth_rcv", msg, response=f"sasl_method={msg.sasl_method}, "
-                   f"sasl_username={msg.sasl_username}")
+        self._emit(
+            msg.first_seen,
+            "auth_rcv",
+            msg,
+            response=f"sasl_method={msg.sasl_method}, sasl_username={msg.sasl_username}",
+        )
         login = msg.sasl_username.lower()
         if "@" not in login and self.aliases.get(login) != msg.sender:
             self.aliases[login] = msg.sender
@@ -232,9 +284,16 @@ class Correlator:
             return
         if rec.status not in COUNTED_DELIVERY:
             return
-        self._emit(rec.time, rec.status, msg, recipient=rec.recipient[:320],
-                   next_hop=rec.relay[:255], dsn=rec.dsn[:16], delay=rec.delay,
-                   response=rec.response)
+        self._emit(
+            rec.time,
+            rec.status,
+            msg,
+            recipient=rec.recipient[:320],
+            next_hop=rec.relay[:255],
+            dsn=rec.dsn[:16],
+            delay=rec.delay,
+            response=rec.response,
+        )
 
     def _link(self, origin: MessageState, requeued: MessageState) -> None:
         """The content filter re-queued `origin` as `requeued`: it inherits who sent it."""
@@ -262,28 +321,64 @@ class Correlator:
         if sender == NULL_SENDER:
             return
         text = " ".join(part for part in (rec.code, rec.dsn, rec.text) if part)
-        self.events.append(EventRow(
-            rec.time, self.local_day(rec.time), sender, "auth_blk", None, rec.host,
-            rec.queue_id or "", rec.client_ip or None, "", rec.recipient[:320], "",
-            rec.dsn[:16], None, f"reject: {rec.stage} {text}".strip(),
-        ))
+        self.events.append(
+            EventRow(
+                rec.time,
+                self.local_day(rec.time),
+                sender,
+                "auth_blk",
+                None,
+                rec.host,
+                rec.queue_id or "",
+                rec.client_ip or None,
+                "",
+                rec.recipient[:320],
+                "",
+                rec.dsn[:16],
+                None,
+                f"reject: {rec.stage} {text}".strip(),
+            )
+        )
 
     def _sasl_failure(self, rec: r.SaslFailure) -> None:
         login = rec.sasl_username.strip().lower()
         if not login:
             return  # a Cyrus-era line names nobody
         sender = normalize_address(login) if "@" in login else self.aliases.get(login, UNKNOWN)
-        self.events.append(EventRow(
-            rec.time, self.local_day(rec.time), sender, "auth_blk", None, rec.host,
-            "", rec.client_ip or None, login[:320], "", "", "", None,
-            f"SASL {rec.method} authentication failed: {rec.reason}",
-        ))
+        self.events.append(
+            EventRow(
+                rec.time,
+                self.local_day(rec.time),
+                sender,
+                "auth_blk",
+                None,
+                rec.host,
+                "",
+                rec.client_ip or None,
+                login[:320],
+                "",
+                "",
+                "",
+                None,
+                f"SASL {rec.method} authentication failed: {rec.reason}",
+            )
+        )
 
     def _emit(self, time: dt.datetime, status: str, msg: MessageState, **fields) -> None:
         if msg.sender == NULL_SENDER:
             return  # mail of the null sender belongs to nobody
-        event = EventRow(time, self.local_day(time), msg.sender, status, msg, msg.relay,
-                         msg.queue_id, msg.client_ip, msg.sasl_username, **fields)
+        event = EventRow(
+            time,
+            self.local_day(time),
+            msg.sender,
+            status,
+            msg,
+            msg.relay,
+            msg.queue_id,
+            msg.client_ip,
+            msg.sasl_username,
+            **fields,
+        )
         if msg.sender == UNKNOWN:
             msg.waiting.append(event)
         self.events.append(event)

@@ -116,7 +116,7 @@ def read_batches(stream, position: int, batch_lines: int) -> Iterator[tuple[list
         if end < 0:
             carry = chunk
             continue
-        carry = chunk[end + 1:]
+        carry = chunk[end + 1 :]
         new = chunk[:end].split(b"\n")
         while new:  # fill the batch; its position is the bytes of its lines + newlines
             room = batch_lines - len(lines)
@@ -136,4 +136,3 @@ def _skip(stream, n: int) -> None:
         if not chunk:
             break
         n -= len(chunk)
-

@@ -39,9 +39,13 @@ def can_fork() -> bool:
     return not multiprocessing.current_process().daemon
 
 
-def run(groups: list[tuple[str, list[str]]], workers: int,
-        work: Callable, setup: Callable[[], None],
-        progress: Callable[[int], None] | None) -> tuple[list, list[str]]:
+def run(
+    groups: list[tuple[str, list[str]]],
+    workers: int,
+    work: Callable,
+    setup: Callable[[], None],
+    progress: Callable[[int], None] | None,
+) -> tuple[list, list[str]]:
     """Run `work(relay, paths, progress)` for each group in up to `workers` processes.
 
     This process is one of them (one process fewer to hold in memory); the others are
@@ -61,8 +65,14 @@ def run(groups: list[tuple[str, list[str]]], workers: int,
         tasks.put(index)
     for _ in range(count):
         tasks.put(None)
-    procs = [ctx.Process(target=_worker, args=(groups, tasks, results, os.getpid(), work, setup),
-                         name=f"ingest-worker-{n}") for n in range(count - 1)]
+    procs = [
+        ctx.Process(
+            target=_worker,
+            args=(groups, tasks, results, os.getpid(), work, setup),
+            name=f"ingest-worker-{n}",
+        )
+        for n in range(count - 1)
+    ]
     for proc in procs:
         proc.start()
     collector = _Collector(groups, procs, results, progress)
@@ -144,12 +154,19 @@ class _Collector:
         for index, pid in self.started.items():
             if index not in self.ended:
                 code = next((p.exitcode for p in self.procs if p.pid == pid), None)
-                self.failures.append((False, f"{self.groups[index][0]}: the worker process "
-                                             f"ended before finishing (exit code {code}); "
-                                             "run again to go on"))
+                self.failures.append(
+                    (
+                        False,
+                        f"{self.groups[index][0]}: the worker process "
+                        f"ended before finishing (exit code {code}); "
+                        "run again to go on",
+                    )
+                )
         if self.failures:
-            raise WorkerFailed("; ".join(message for _, message in self.failures),
-                               busy=all(busy for busy, _ in self.failures))
+            raise WorkerFailed(
+                "; ".join(message for _, message in self.failures),
+                busy=all(busy for busy, _ in self.failures),
+            )
         return self.summaries, self.leftover
 
 
@@ -168,8 +185,15 @@ def _worker(groups, tasks, results, parent: int, work: Callable, setup: Callable
             except Exception as exc:  # reported by the parent, which raises it
                 from smtplog.ingest.run import IngestBusy  # (run imports this module)
 
-                results.put(("error", index, getattr(exc, "summary", None),
-                             isinstance(exc, IngestBusy), f"{relay}: {exc}"))
+                results.put(
+                    (
+                        "error",
+                        index,
+                        getattr(exc, "summary", None),
+                        isinstance(exc, IngestBusy),
+                        f"{relay}: {exc}",
+                    )
+                )
                 break
             else:
                 results.put(("done", index, summary))

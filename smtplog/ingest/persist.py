@@ -22,22 +22,71 @@ from smtplog import store
 from smtplog.ingest.correlate import UNKNOWN, Correlator, InternalHops, MessageState
 from smtplog.models import Event, LoginAlias, Message, Status
 
-MESSAGE_FIELDS = ("sender", "client_name", "client_ip", "sasl_method", "sasl_username", "size",
-                  "nrcpt", "message_id", "origin", "auth_counted", "expired_at", "removed_at")
-MESSAGE_COLUMNS = ("id", "relay", "queue_id", "first_seen", "sender", "client_name",
-                   "client_ip", "sasl_method", "sasl_username", "size", "nrcpt", "message_id",
-                   "origin_id", "auth_counted", "expired_at", "removed_at")
+MESSAGE_FIELDS = (
+    "sender",
+    "client_name",
+    "client_ip",
+    "sasl_method",
+    "sasl_username",
+    "size",
+    "nrcpt",
+    "message_id",
+    "origin",
+    "auth_counted",
+    "expired_at",
+    "removed_at",
+)
+MESSAGE_COLUMNS = (
+    "id",
+    "relay",
+    "queue_id",
+    "first_seen",
+    "sender",
+    "client_name",
+    "client_ip",
+    "sasl_method",
+    "sasl_username",
+    "size",
+    "nrcpt",
+    "message_id",
+    "origin_id",
+    "auth_counted",
+    "expired_at",
+    "removed_at",
+)
 MESSAGE_TABLE = Message._meta.db_table
-EVENT_COLUMNS = ("time", "day", "sender", "status", "message_id", "relay", "queue_id",
-                 "client_ip", "sasl_username", "recipient", "next_hop", "dsn", "delay",
-                 "response")
+EVENT_COLUMNS = (
+    "time",
+    "day",
+    "sender",
+    "status",
+    "message_id",
+    "relay",
+    "queue_id",
+    "client_ip",
+    "sasl_username",
+    "recipient",
+    "next_hop",
+    "dsn",
+    "delay",
+    "response",
+)
 EVENT_TABLE = Event._meta.db_table
 # COPY column types by Django field type: told up front, psycopg picks each column's
 # dumper once instead of once per value.
-_COPY_TYPES = {"CharField": "text", "TextField": "text", "GenericIPAddressField": "inet",
-               "DateTimeField": "timestamptz", "DateField": "date", "BigAutoField": "int8",
-               "BigIntegerField": "int8", "ForeignKey": "int8", "IntegerField": "int4",
-               "BooleanField": "bool", "FloatField": "float8"}
+_COPY_TYPES = {
+    "CharField": "text",
+    "TextField": "text",
+    "GenericIPAddressField": "inet",
+    "DateTimeField": "timestamptz",
+    "DateField": "date",
+    "BigAutoField": "int8",
+    "BigIntegerField": "int8",
+    "ForeignKey": "int8",
+    "IntegerField": "int4",
+    "BooleanField": "bool",
+    "FloatField": "float8",
+}
 
 
 def _copy_types(model, columns: tuple[str, ...]) -> list[str]:
@@ -51,12 +100,12 @@ EVENT_TYPES = _copy_types(Event, EVENT_COLUMNS)
 
 # Taken (per transaction) by a batch that adds login aliases or events waiting for one:
 # ingesters of different relays share the aliases, so such batches commit one at a time.
-ALIAS_LOCK = int.from_bytes(hashlib.sha256(b"smtplog-login-alias").digest()[:8], "big",
-                            signed=True)
+ALIAS_LOCK = int.from_bytes(hashlib.sha256(b"smtplog-login-alias").digest()[:8], "big", signed=True)
 
 
-def load_correlator(tz: dt.tzinfo, internal_hops: list[str],
-                    relay: str | None = None) -> Correlator:
+def load_correlator(
+    tz: dt.tzinfo, internal_hops: list[str], relay: str | None = None
+) -> Correlator:
     """A correlator holding the messages not yet removed (of one relay, or of all), and
     the known SASL logins."""
     states: dict[int, MessageState] = {}
@@ -89,8 +138,6 @@ def load_correlator(tz: dt.tzinfo, internal_hops: list[str],
         states[pk].origin = origin
     aliases = dict(LoginAlias.objects.values_list("login", "sender"))
     return Correlator(tz, InternalHops(internal_hops), states.values(), aliases)
-
-
 
 
 @dataclass
@@ -137,7 +184,9 @@ class IdPool:
             with connection.cursor() as cursor:
                 cursor.execute(
                     f"SELECT nextval(pg_get_serial_sequence('{MESSAGE_TABLE}', 'id')) "
-                    "FROM generate_series(1, %s)", [max(self.BLOCK, n)])
+                    "FROM generate_series(1, %s)",
+                    [max(self.BLOCK, n)],
+                )
                 self.free.extend(row[0] for row in cursor.fetchall())
         taken, self.free = self.free[:n], self.free[n:]
         return taken
@@ -155,18 +204,36 @@ def take_batch(correlator: Correlator, ids: IdPool) -> Batch:
     batch = Batch(
         new_messages=[_message_row(m) for m in new],
         changed_messages=[_message_row(m) for m in messages if id(m) not in new_ids],
-        events=[(e.time, e.day, e.sender, e.status,
-                 e.message.pk if e.message is not None else None, e.relay, e.queue_id,
-                 e.client_ip, e.sasl_username, e.recipient, e.next_hop, e.dsn, e.delay,
-                 e.response) for e in events],
-        delta=Counter((e.sender, e.day, e.status) for e in events
-                      if e.sender not in (UNKNOWN, "<>")),
+        events=[
+            (
+                e.time,
+                e.day,
+                e.sender,
+                e.status,
+                e.message.pk if e.message is not None else None,
+                e.relay,
+                e.queue_id,
+                e.client_ip,
+                e.sasl_username,
+                e.recipient,
+                e.next_hop,
+                e.dsn,
+                e.delay,
+                e.response,
+            )
+            for e in events
+        ],
+        delta=Counter(
+            (e.sender, e.day, e.status) for e in events if e.sender not in (UNKNOWN, "<>")
+        ),
         resolved=[(m.pk, m.sender) for m in correlator.resolved],
-        aliases=[(login, sender, seen)
-                 for login, (sender, seen) in correlator.new_aliases.items()],
+        aliases=[(login, sender, seen) for login, (sender, seen) in correlator.new_aliases.items()],
         new_states=new,
-        pending_logins={e.sasl_username for e in events
-                        if e.sender == UNKNOWN and e.message is None and e.sasl_username},
+        pending_logins={
+            e.sasl_username
+            for e in events
+            if e.sender == UNKNOWN and e.message is None and e.sasl_username
+        },
     )
     for event in events:
         if event.sender == UNKNOWN and event.message is not None:
@@ -189,11 +256,13 @@ def write_batch(batch: Batch) -> dict[int, int]:
         _insert_events(batch.events)
         delta = Counter(batch.delta)
         for pk, sender in batch.resolved:
-            store.attribute_events(Event.objects.filter(message_id=remap.get(pk, pk)), sender,
-                                   delta)
+            store.attribute_events(
+                Event.objects.filter(message_id=remap.get(pk, pk)), sender, delta
+            )
         for login, sender, seen in batch.aliases:
-            LoginAlias.objects.update_or_create(login=login,
-                                                defaults={"sender": sender, "last_seen": seen})
+            LoginAlias.objects.update_or_create(
+                login=login, defaults={"sender": sender, "last_seen": seen}
+            )
             _attribute_login(login, sender, delta)
         if batch.pending_logins:
             known = LoginAlias.objects.filter(login__in=batch.pending_logins)
@@ -209,7 +278,8 @@ def _attribute_login(login: str, sender: str, delta: Counter) -> None:
     """SASL failures under a bare login, stored before its sender was known."""
     store.attribute_events(
         Event.objects.filter(status=Status.AUTH_BLK, sasl_username=login, message=None),
-        sender, delta,
+        sender,
+        delta,
     )
 
 
@@ -255,7 +325,8 @@ def _write_message_rows(new_rows: list[tuple], old_rows: list[tuple]) -> None:
 def _stored_ids(rows: list[tuple]) -> dict[tuple, int]:
     keys = {(r[1], r[2]) for r in rows}
     stored = Message.objects.filter(queue_id__in={q for _, q in keys}).values_list(
-        "relay", "queue_id", "first_seen", "id")
+        "relay", "queue_id", "first_seen", "id"
+    )
     return {(r, q, f): pk for r, q, f, pk in stored if (r, q) in keys}
 
 
@@ -275,16 +346,30 @@ def _insert_events(rows: list[tuple]) -> None:
         return
     marks = ", ".join(["%s"] * len(EVENT_COLUMNS))
     with connection.cursor() as cursor:
-        cursor.executemany(f"INSERT INTO {EVENT_TABLE} ({', '.join(EVENT_COLUMNS)}) "
-                           f"VALUES ({marks})", rows)
+        cursor.executemany(
+            f"INSERT INTO {EVENT_TABLE} ({', '.join(EVENT_COLUMNS)}) VALUES ({marks})", rows
+        )
 
 
 def _message_row(m: MessageState) -> tuple:
-    return (m.pk, m.relay, m.queue_id, m.first_seen, m.sender, m.client_name, m.client_ip,
-            m.sasl_method, m.sasl_username, m.size, m.nrcpt, m.message_id,
-            m.origin.pk if m.origin is not None else None, m.auth_counted, m.expired_at,
-            m.removed_at)
-
+    return (
+        m.pk,
+        m.relay,
+        m.queue_id,
+        m.first_seen,
+        m.sender,
+        m.client_name,
+        m.client_ip,
+        m.sasl_method,
+        m.sasl_username,
+        m.size,
+        m.nrcpt,
+        m.message_id,
+        m.origin.pk if m.origin is not None else None,
+        m.auth_counted,
+        m.expired_at,
+        m.removed_at,
+    )
 
 
 def _pg_insert_messages(rows: list[tuple]) -> None:
@@ -297,39 +382,45 @@ def _pg_update_messages(rows: list[tuple]) -> None:
     if not rows:
         return
     with connection.cursor() as cursor:
-        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS message_changes "
-                       f"(LIKE {MESSAGE_TABLE} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS message_changes "
+            f"(LIKE {MESSAGE_TABLE} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
     _copy("message_changes", MESSAGE_COLUMNS, MESSAGE_TYPES, rows)
     sets = ", ".join(f"{c} = t.{c}" for c in MESSAGE_COLUMNS[4:])
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {MESSAGE_TABLE} AS m SET {sets} FROM message_changes AS t "
-                       "WHERE m.id = t.id")
+        cursor.execute(
+            f"UPDATE {MESSAGE_TABLE} AS m SET {sets} FROM message_changes AS t WHERE m.id = t.id"
+        )
 
 
 def _sql_insert_messages(rows: list[tuple]) -> None:
     if rows:
         marks = ", ".join(["%s"] * len(MESSAGE_COLUMNS))
         with connection.cursor() as cursor:
-            cursor.executemany(f"INSERT INTO {MESSAGE_TABLE} ({', '.join(MESSAGE_COLUMNS)}) "
-                               f"VALUES ({marks})", rows)
+            cursor.executemany(
+                f"INSERT INTO {MESSAGE_TABLE} ({', '.join(MESSAGE_COLUMNS)}) VALUES ({marks})", rows
+            )
 
 
 def _sql_update_messages(rows: list[tuple]) -> None:
     if rows:
         sets = ", ".join(f"{c} = %s" for c in MESSAGE_COLUMNS[4:])
         with connection.cursor() as cursor:
-            cursor.executemany(f"UPDATE {MESSAGE_TABLE} SET {sets} WHERE id = %s",
-                               [(*row[4:], row[0]) for row in rows])
+            cursor.executemany(
+                f"UPDATE {MESSAGE_TABLE} SET {sets} WHERE id = %s",
+                [(*row[4:], row[0]) for row in rows],
+            )
 
 
 def _copy(table: str, columns: tuple[str, ...], types: list[str], rows) -> None:
     """PostgreSQL COPY: several times faster than INSERT for a batch of rows."""
     # The raw psycopg cursor: wrap_database_errors turns its errors into Django's.
-    with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(
-        f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-    ) as copy:
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+    ):
         copy.set_types(types)
         for row in rows:
             copy.write_row(row)
-
-

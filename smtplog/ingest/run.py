@@ -29,8 +29,9 @@ _LOCK = int.from_bytes(hashlib.sha256(b"smtplog-ingest").digest()[:8], "big", si
 # Held (shared) by the sessions that write batches beside the one holding the ingest lock
 # (a writer thread's, a forked worker's), until they close: a new run first waits for the
 # sessions of a killed run's writers to end (their last commit may be in flight).
-WRITERS_LOCK = int.from_bytes(hashlib.sha256(b"smtplog-ingest-writers").digest()[:8], "big",
-                              signed=True)
+WRITERS_LOCK = int.from_bytes(
+    hashlib.sha256(b"smtplog-ingest-writers").digest()[:8], "big", signed=True
+)
 # Lines read from the start of a file to find which relay it belongs to.
 _PROBE_BYTES = 1 << 20
 
@@ -100,8 +101,9 @@ def ingest_lock(wait: bool = True):
         yield
 
 
-def ingest(patterns: list[str], progress: Callable[[int], None] | None = None,
-           wait: bool = True) -> Summary:
+def ingest(
+    patterns: list[str], progress: Callable[[int], None] | None = None, wait: bool = True
+) -> Summary:
     """Ingest every complete new line of the files, oldest rotation first."""
     started = time.monotonic()
     summary = Summary()
@@ -112,8 +114,9 @@ def ingest(patterns: list[str], progress: Callable[[int], None] | None = None,
         groups = _relay_groups(paths, tz)
         if groups:
             try:
-                done, paths = parallel.run(groups, settings.SMTPLOG_INGEST_WORKERS,
-                                           ingest_relay, writer_session, progress)
+                done, paths = parallel.run(
+                    groups, settings.SMTPLOG_INGEST_WORKERS, ingest_relay, writer_session, progress
+                )
             except parallel.WorkerFailed as exc:
                 raise (IngestBusy if exc.busy else IngestFailed)(str(exc)) from None
             for part in done:
@@ -145,8 +148,9 @@ def ingest_relay(relay: str, paths: list[str], progress: Callable[[int], None]) 
     return summary
 
 
-def _ingest_path(path: str, correlator, tz, writer: Writer, progress, summary: Summary,
-                 relay: str | None = None) -> None:
+def _ingest_path(
+    path: str, correlator, tz, writer: Writer, progress, summary: Summary, relay: str | None = None
+) -> None:
     try:
         _ingest_file(path, correlator, tz, writer, progress, summary, relay)
     except OSError as exc:
@@ -160,8 +164,13 @@ def _relay_groups(paths: list[str], tz) -> list[tuple[str, list[str]]] | None:
     None (read them in this process) on SQLite, inside a transaction (tests), with one
     relay or little to read, or when a file's relay cannot be told from its start.
     """
-    if (connection.vendor != "postgresql" or connection.in_atomic_block
-            or settings.SMTPLOG_INGEST_WORKERS < 2 or "-" in paths or not parallel.can_fork()):
+    if (
+        connection.vendor != "postgresql"
+        or connection.in_atomic_block
+        or settings.SMTPLOG_INGEST_WORKERS < 2
+        or "-" in paths
+        or not parallel.can_fork()
+    ):
         return None
     try:
         sources = [files.identify(path) for path in paths]
@@ -169,9 +178,11 @@ def _relay_groups(paths: list[str], tz) -> list[tuple[str, list[str]]] | None:
         return None  # reported when read in this process
     if None in sources:
         return None
-    positions = dict(LogFile.objects.filter(
-        fingerprint__in=[source.fingerprint for source in sources]
-    ).values_list("fingerprint", "position"))
+    positions = dict(
+        LogFile.objects.filter(
+            fingerprint__in=[source.fingerprint for source in sources]
+        ).values_list("fingerprint", "position")
+    )
     unread = [_unread_bytes(source, positions.get(source.fingerprint, 0)) for source in sources]
     if sum(unread) < settings.SMTPLOG_INGEST_PARALLEL_BYTES:
         return None
@@ -223,8 +234,9 @@ class Writer:
         self.threaded = threaded
 
     def __enter__(self) -> Writer:
-        self.threaded = (self.threaded and connection.vendor == "postgresql"
-                         and not connection.in_atomic_block)
+        self.threaded = (
+            self.threaded and connection.vendor == "postgresql" and not connection.in_atomic_block
+        )
         self.pool = concurrent.futures.ThreadPoolExecutor(1) if self.threaded else None
         if self.pool is not None:
             self.pool.submit(writer_session).result()  # the thread's own connection
@@ -291,8 +303,9 @@ def _fast_commits() -> None:
             cursor.execute("SET synchronous_commit TO off")
 
 
-def _ingest_file(path: str, correlator, tz, writer: Writer, progress, summary: Summary,
-                 relay: str | None) -> None:
+def _ingest_file(
+    path: str, correlator, tz, writer: Writer, progress, summary: Summary, relay: str | None
+) -> None:
     """Read the file on from its stored position; `relay`: refuse lines of any other."""
     if path == "-":
         source = files.LogSource("-", "stdin-" + timezone.now().isoformat(), time.time(), False)
@@ -310,11 +323,11 @@ def _ingest_file(path: str, correlator, tz, writer: Writer, progress, summary: S
         _note_path(logfile, path)
         return  # an archive read to its end before it was compressed
     reference = dt.datetime.fromtimestamp(source.mtime, tz)
-    parser = LineParser(tz, reference=reference, year=logfile.year_anchor,
-                        last_month=logfile.last_month)
+    parser = LineParser(
+        tz, reference=reference, year=logfile.year_anchor, last_month=logfile.last_month
+    )
     with files.open_stream(path, source.compressed) as stream:
-        batches = files.read_batches(stream, logfile.position,
-                                     settings.SMTPLOG_INGEST_BATCH_LINES)
+        batches = files.read_batches(stream, logfile.position, settings.SMTPLOG_INGEST_BATCH_LINES)
         for lines, position in batches:
             records = [rec for rec in map(parser.parse, lines) if rec is not None]
             if relay is not None:
@@ -325,9 +338,17 @@ def _ingest_file(path: str, correlator, tz, writer: Writer, progress, summary: S
             parsed = len(records)
             last_time = records[-1].time if records else None
             advance = functools.partial(
-                _advance, logfile.pk, path, logfile.lines,
-                logfile.position, position, len(lines), parser.year, parser.last_month,
-                last_time)
+                _advance,
+                logfile.pk,
+                path,
+                logfile.lines,
+                logfile.position,
+                position,
+                len(lines),
+                parser.year,
+                parser.last_month,
+                last_time,
+            )
             events, messages = writer.submit(correlator, advance)
             logfile.position = position
             logfile.lines += len(lines)
@@ -340,12 +361,27 @@ def _ingest_file(path: str, correlator, tz, writer: Writer, progress, summary: S
     summary.skipped.update(parser.stats)
 
 
-def _advance(pk: int, path: str, lines_before: int, old: int, new: int, lines: int,
-             year: int | None, last_month: int | None, last_time) -> None:
+def _advance(
+    pk: int,
+    path: str,
+    lines_before: int,
+    old: int,
+    new: int,
+    lines: int,
+    year: int | None,
+    last_month: int | None,
+    last_time,
+) -> None:
     """Move the file's read position, refusing if another writer moved it meanwhile."""
-    changes = {"position": new, "lines": lines_before + lines, "path": path,
-               "year_anchor": year, "last_month": last_month,
-               "updated": timezone.now(), "last_error": ""}
+    changes = {
+        "position": new,
+        "lines": lines_before + lines,
+        "path": path,
+        "year_anchor": year,
+        "last_month": last_month,
+        "updated": timezone.now(),
+        "last_error": "",
+    }
     if last_time is not None:
         changes["last_line_time"] = last_time
     if LogFile.objects.filter(pk=pk, position=old).update(**changes) != 1:

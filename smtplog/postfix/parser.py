@@ -59,8 +59,17 @@ UNINTERESTING = "uninteresting"  # a Postfix line of no use here (postscreen, co
 UNPARSED = "unparsed_postfix"  # looked like a kind we parse, but its grammar did not match
 BAD_TIMESTAMP = "bad_timestamp"  # a useful line whose timestamp is not a valid time
 PARSER_ERROR = "parser_error"  # a bug in this module; the line is skipped, never fatal
-SKIP_REASONS = (EMPTY, NUL, TOO_LONG, NOT_SYSLOG, NOT_POSTFIX, UNINTERESTING, UNPARSED,
-                BAD_TIMESTAMP, PARSER_ERROR)
+SKIP_REASONS = (
+    EMPTY,
+    NUL,
+    TOO_LONG,
+    NOT_SYSLOG,
+    NOT_POSTFIX,
+    UNINTERESTING,
+    UNPARSED,
+    BAD_TIMESTAMP,
+    PARSER_ERROR,
+)
 
 MAX_LINE = 64 * 1024
 
@@ -73,10 +82,20 @@ _HEAD_MAX = 320
 
 # Policy actions logged with a `; from=<...> to=<...>` tail: smtpd access/milter
 # decisions, postscreen, the before-queue proxy, cleanup header/body checks.
-REJECT_ACTIONS = frozenset({
-    "reject", "reject_warning", "discard", "hold", "filter", "redirect",
-    "milter-reject", "milter-discard", "milter-hold", "proxy-reject",
-})
+REJECT_ACTIONS = frozenset(
+    {
+        "reject",
+        "reject_warning",
+        "discard",
+        "hold",
+        "filter",
+        "redirect",
+        "milter-reject",
+        "milter-discard",
+        "milter-hold",
+        "proxy-reject",
+    }
+)
 _ACTIONS = "|".join(sorted((re.escape(a) for a in REJECT_ACTIONS), key=len, reverse=True))
 
 # A queue ID is the token before the message's first ": " (POSTFIX-FORMATS §4): short
@@ -92,14 +111,16 @@ _RELAY = (
     r"(?::(?P<relay_port>\d{1,5}))?|[^,]*), "
 )
 _DELIVERY = re.compile(
-    rf"(?P<qid>{_QID}): to=<(?P<to>[^>]*)>, (?:orig_to=<(?P<orig>[^>]*)>, )?" + _RELAY +
-    r"(?:conn_use=\d+, )?delay=(?P<delay>[^,]*), delays=[^,]*, (?:tls=[^,]*, )?"
+    rf"(?P<qid>{_QID}): to=<(?P<to>[^>]*)>, (?:orig_to=<(?P<orig>[^>]*)>, )?"
+    + _RELAY
+    + r"(?:conn_use=\d+, )?delay=(?P<delay>[^,]*), delays=[^,]*, (?:tls=[^,]*, )?"
     r"dsn=(?P<dsn>[^,]*), status=(?P<status>[^\s(]*) \((?P<response>.*)\)"
 )
 _DELIVERY_ANY = re.compile(
     rf"(?P<qid>{_QID}): to=(?:<(?P<to>[^>]*)>|(?P<to_bare>[^,]*)), "
-    r"(?:orig_to=(?:<(?P<orig>[^>]*)>|(?P<orig_bare>[^,]*)), )?" + _RELAY +
-    r"(?:[a-z_]+=[^,]*, )*?delay=(?P<delay>[^,]*), "
+    r"(?:orig_to=(?:<(?P<orig>[^>]*)>|(?P<orig_bare>[^,]*)), )?"
+    + _RELAY
+    + r"(?:[a-z_]+=[^,]*, )*?delay=(?P<delay>[^,]*), "
     r"(?:[a-z_]+=[^,]*, )*?dsn=(?P<dsn>[^,]*), "
     r"(?:[a-z_]+=[^,]*, )*?status=(?P<status>[^\s(]*)"
     r"(?: \((?P<response>.*)\)| \(?(?P<cut>.*))?"  # up to the LAST ")"; a line cut short
@@ -169,8 +190,13 @@ class LineParser:
     replaced_utf8 counts those lines.
     """
 
-    def __init__(self, tz: tzinfo, reference: datetime | None = None, year: int | None = None,
-                 last_month: int | None = None):
+    def __init__(
+        self,
+        tz: tzinfo,
+        reference: datetime | None = None,
+        year: int | None = None,
+        last_month: int | None = None,
+    ):
         self.tz = tz
         self.clock = SyslogClock(tz, reference, year, last_month)
         self._skips = dict.fromkeys(SKIP_REASONS, 0)  # behind stats: a dict counts faster
@@ -237,8 +263,8 @@ class LineParser:
                     stamp, _, key = prefix.partition(" ")
                 elif text[4] == " ":  # "YYYY Mmm dd hh:mm:ss[.fff]"
                     form = 2
-                    stamp = prefix[:prefix.find(" ", 20)]
-                    key = prefix[len(stamp) + 1:]
+                    stamp = prefix[: prefix.find(" ", 20)]
+                    key = prefix[len(stamp) + 1 :]
                 else:
                     key = ""
             elif text[14] == " " and text[5] == " " and "A" <= first <= "Z":
@@ -320,19 +346,24 @@ class LineParser:
         elif bracket < space or slash < space or not key.endswith("]"):
             split = NOT_POSTFIX  # dovecot: ..., amavis[123]: ...
         else:
-            daemon = key[slash + 1:bracket]
+            daemon = key[slash + 1 : bracket]
             handler = _HANDLERS.get(daemon)
             if handler is None:
                 split = UNINTERESTING  # anvil, dnsblog, tlsproxy, master, scache...
             else:
-                pid = key[bracket + 1:-1]
-                split = (key[:space], daemon,
-                         int(pid) if pid.isdecimal() and len(pid) < 16 else None, handler)
+                pid = key[bracket + 1 : -1]
+                split = (
+                    key[:space],
+                    daemon,
+                    int(pid) if pid.isdecimal() and len(pid) < 16 else None,
+                    handler,
+                )
         heads[key] = split
         return split
 
-    def parse_message(self, program: str, message: str, *, time: datetime, host: str = "",
-                      pid: int | None = None) -> Record | None:
+    def parse_message(
+        self, program: str, message: str, *, time: datetime, host: str = "", pid: int | None = None
+    ) -> Record | None:
         """The record of a message whose syslog header came separately (journald's
         SYSLOG_IDENTIFIER, _PID, MESSAGE; or the message-only samples of the corpus).
 
@@ -344,7 +375,7 @@ class LineParser:
             if reason:
                 self._skips[reason] += 1
                 return None
-            daemon = program[program.rfind("/") + 1:]
+            daemon = program[program.rfind("/") + 1 :]
             handler = _HANDLERS.get(daemon)
             rec = handler(text) if handler is not None else UNINTERESTING
             if rec.__class__ is str:
@@ -380,15 +411,17 @@ def _smtpd(msg: str) -> Record | str:
             return UNPARSED
         return UNINTERESTING  # TLS, other warnings, proxy-accept...
     kind = m.lastgroup
-    (qid, name, ip, method, user, _, action, f_name, f_ip, f_method, f_reason, f_user,
-     _) = m.groups()
+    (qid, name, ip, method, user, _, action, f_name, f_ip, f_method, f_reason, f_user, _) = (
+        m.groups()
+    )
     if kind == "client":
         if qid == "NOQUEUE":
             return UNINTERESTING  # `NOQUEUE: client=`: a before-queue proxy's session
         return ClientLine(_PENDING, "", "", None, qid, name, ip, method or "", user or "")
     if kind == "sasl":
-        return SaslFailure(_PENDING, "", "", None, None, f_name, f_ip, f_method, f_reason or "",
-                           f_user or "")
+        return SaslFailure(
+            _PENDING, "", "", None, None, f_name, f_ip, f_method, f_reason or "", f_user or ""
+        )
     return _reject(msg, m.end(), action, None if qid == "NOQUEUE" else qid)
 
 
@@ -414,16 +447,31 @@ def _delivery(msg: str) -> Record | str:
         return UNINTERESTING  # connect to, TLS, host ... said, lost connection...
     m = _DELIVERY.match(msg)
     if m is not None:
-        (qid, to, orig, relay, relay_host, relay_ip, relay_port, delay, dsn, status,
-         response) = m.groups()
+        (qid, to, orig, relay, relay_host, relay_ip, relay_port, delay, dsn, status, response) = (
+            m.groups()
+        )
         if orig is None:
             orig = ""
     else:
         m = _DELIVERY_ANY.match(msg)
         if m is None:
             return UNPARSED if ": to=" in msg or msg.startswith("to=") else UNINTERESTING
-        (qid, to, to_bare, orig, orig_bare, relay, relay_host, relay_ip, relay_port, delay,
-         dsn, status, response, cut) = m.groups()
+        (
+            qid,
+            to,
+            to_bare,
+            orig,
+            orig_bare,
+            relay,
+            relay_host,
+            relay_ip,
+            relay_port,
+            delay,
+            dsn,
+            status,
+            response,
+            cut,
+        ) = m.groups()
         if to is None:
             to = to_bare
         if orig is None:
@@ -445,9 +493,24 @@ def _delivery(msg: str) -> Record | str:
             seconds = None
     except ValueError:
         seconds = None
-    return Delivery(_PENDING, "", "", None, qid, to, orig, relay, relay_host, relay_ip,
-                    int(relay_port) if relay_port else None, seconds, dsn, status, response,
-                    queued_as)
+    return Delivery(
+        _PENDING,
+        "",
+        "",
+        None,
+        qid,
+        to,
+        orig,
+        relay,
+        relay_host,
+        relay_ip,
+        int(relay_port) if relay_port else None,
+        seconds,
+        dsn,
+        status,
+        response,
+        queued_as,
+    )
 
 
 def _cleanup(msg: str) -> Record | str:
@@ -510,8 +573,23 @@ def _reject(msg: str, p: int, action: str, qid: str | None) -> Record | str:
         end = tail
         sender, recipient, helo = _TAIL.match(msg, tail + 2).groups()
     code, dsn, text = _REPLY.match(msg, start, end).groups()
-    return Reject(_PENDING, "", "", None, qid, action, stage, name or "", ip or "", code or "",
-                  dsn or "", text.rstrip(), sender, recipient or "", helo or "")
+    return Reject(
+        _PENDING,
+        "",
+        "",
+        None,
+        qid,
+        action,
+        stage,
+        name or "",
+        ip or "",
+        code or "",
+        dsn or "",
+        text.rstrip(),
+        sender,
+        recipient or "",
+        helo or "",
+    )
 
 
 def _check_reject(msg: str, p: int, action: str, qid: str | None) -> Record | str:
@@ -522,7 +600,7 @@ def _check_reject(msg: str, p: int, action: str, qid: str | None) -> Record | st
     stage, what, client = m.groups()
     bracket = client.rfind("[")
     if bracket >= 0 and client.endswith("]"):
-        name, ip = client[:bracket], client[bracket + 1:-1]
+        name, ip = client[:bracket], client[bracket + 1 : -1]
     else:
         name, ip = client, ""  # "local": submitted with the sendmail command
     tail = _TAIL.match(msg, m.end())
@@ -534,8 +612,23 @@ def _check_reject(msg: str, p: int, action: str, qid: str | None) -> Record | st
         code, dsn, reason = _REPLY.match(msg, after + 2).groups()
         if reason:
             text = f"{what}: {reason.rstrip()}"
-    return Reject(_PENDING, "", "", None, qid, action, stage, name, ip, code or "", dsn or "",
-                  text, sender, recipient or "", helo or "")
+    return Reject(
+        _PENDING,
+        "",
+        "",
+        None,
+        qid,
+        action,
+        stage,
+        name,
+        ip,
+        code or "",
+        dsn or "",
+        text,
+        sender,
+        recipient or "",
+        helo or "",
+    )
 
 
 # The daemons whose lines can give a record; every other daemon's lines are skipped

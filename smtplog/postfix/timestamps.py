@@ -48,11 +48,25 @@ class SyslogClock:
     the reference is now().
     """
 
-    __slots__ = ("tz", "year", "last_month", "_ref_year", "_ref_month", "_last_stamp",
-                 "_last_time", "_hour_stamp", "_hour")
+    __slots__ = (
+        "tz",
+        "year",
+        "last_month",
+        "_ref_year",
+        "_ref_month",
+        "_last_stamp",
+        "_last_time",
+        "_hour_stamp",
+        "_hour",
+    )
 
-    def __init__(self, tz: tzinfo, reference: datetime | None = None, year: int | None = None,
-                 last_month: int | None = None):
+    def __init__(
+        self,
+        tz: tzinfo,
+        reference: datetime | None = None,
+        year: int | None = None,
+        last_month: int | None = None,
+    ):
         self.tz = tz
         if reference is None:
             reference = datetime.now(tz)
@@ -153,7 +167,15 @@ class SyslogClock:
             return None
         try:
             micro = int((fraction + "00000")[:6]) if fraction else 0
-            return datetime(int(stamp[:4]), month, int(stamp[9:11]), int(stamp[12:14]),
-                            int(stamp[15:17]), int(stamp[18:20]), micro, tzinfo=self.tz)
+            return datetime(
+                int(stamp[:4]),
+                month,
+                int(stamp[9:11]),
+                int(stamp[12:14]),
+                int(stamp[15:17]),
+                int(stamp[18:20]),
+                micro,
+                tzinfo=self.tz,
+            )
         except (ValueError, OverflowError):
             return None

@@ -27,8 +27,11 @@ def alerts_catalogue() -> None:
     if compiled.exists() and compiled.stat().st_mtime >= CATALOGUE.stat().st_mtime:
         return
     # scripts/test compiles every catalogue first; this is for a bare `pytest tests/alerts`.
-    subprocess.run([sys.executable, str(REPO / "scripts/compile_po.py"), str(REPO)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts/compile_po.py"), str(REPO)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     trans_real._translations = {}  # forget catalogues loaded before the .mo existed
 
 
@@ -42,21 +45,41 @@ def counter(sender: str, day: dt.date = YESTERDAY, **counts: int) -> DailyCounte
     return DailyCounter.objects.create(sender=sender, day=day, **counts)
 
 
-def heavy_day(sender: str, day: dt.date = YESTERDAY, sent: int = 0, bounced: int = 0,
-              client_ip: str = "140.114.63.228", sasl_username: str = "") -> list[Event]:
+def heavy_day(
+    sender: str,
+    day: dt.date = YESTERDAY,
+    sent: int = 0,
+    bounced: int = 0,
+    client_ip: str = "140.114.63.228",
+    sasl_username: str = "",
+) -> list[Event]:
     """`sent` and `bounced` events of one sender on one local day, counters in step."""
     noon = dt.datetime.combine(day, dt.time(12), tzinfo=TZ)
     events = [
-        make_event(sender, Status.SENT, noon + dt.timedelta(seconds=i), client_ip=client_ip,
-                   sasl_username=sasl_username, recipient=f"user{i}@example.com",
-                   next_hop="mx.example.com[192.0.2.25]:25", dsn="2.0.0", response="250 Ok")
+        make_event(
+            sender,
+            Status.SENT,
+            noon + dt.timedelta(seconds=i),
+            client_ip=client_ip,
+            sasl_username=sasl_username,
+            recipient=f"user{i}@example.com",
+            next_hop="mx.example.com[192.0.2.25]:25",
+            dsn="2.0.0",
+            response="250 Ok",
+        )
         for i in range(sent)
     ] + [
-        make_event(sender, Status.BOUNCED, noon + dt.timedelta(seconds=i), client_ip=client_ip,
-                   sasl_username=sasl_username, recipient=f"nobody{i}@example.org",
-                   next_hop="mx.example.org[192.0.2.26]:25", dsn="5.1.1",
-                   response=f"550 5.1.1 <nobody{i}@example.org>: Recipient address rejected: "
-                            "User unknown")
+        make_event(
+            sender,
+            Status.BOUNCED,
+            noon + dt.timedelta(seconds=i),
+            client_ip=client_ip,
+            sasl_username=sasl_username,
+            recipient=f"nobody{i}@example.org",
+            next_hop="mx.example.org[192.0.2.26]:25",
+            dsn="5.1.1",
+            response=f"550 5.1.1 <nobody{i}@example.org>: Recipient address rejected: User unknown",
+        )
         for i in range(bounced)
     ]
     return add_events(events)

@@ -72,9 +72,17 @@ def test_a_sender_over_both_thresholds_gets_one_alert_giving_both_reasons():
 
 @pytest.mark.django_db
 def test_only_campus_senders_are_alerted_never_the_null_sender():
-    for sender in ("exact@nthu.edu.tw", "sub@cs.nthu.edu.tw", "deep@a.b.nthu.edu.tw",
-                   "outsider@example.com", "lookalike@nthu.edu.tw.example.com",
-                   "prefix@xnthu.edu.tw", "nthu.edu.tw", "<>", ""):
+    for sender in (
+        "exact@nthu.edu.tw",
+        "sub@cs.nthu.edu.tw",
+        "deep@a.b.nthu.edu.tw",
+        "outsider@example.com",
+        "lookalike@nthu.edu.tw.example.com",
+        "prefix@xnthu.edu.tw",
+        "nthu.edu.tw",
+        "<>",
+        "",
+    ):
         counter(sender, sent=500)
 
     senders = {c.sender for c in alerting.over_threshold(YESTERDAY)}
@@ -167,8 +175,7 @@ def test_the_catch_up_window_stops_before_the_day_the_retention_cutoff_falls_in(
     days = alerting.catch_up_days()
 
     # Cutoff: 2026-11-15 10:00, so the 15th is partly purged and the 16th is the first day.
-    assert days == [dt.date(2026, 11, 16), dt.date(2026, 11, 17), dt.date(2026, 11, 18),
-                    YESTERDAY]
+    assert days == [dt.date(2026, 11, 16), dt.date(2026, 11, 17), dt.date(2026, 11, 18), YESTERDAY]
 
 
 @pytest.mark.django_db
@@ -235,8 +242,9 @@ def test_a_transient_smtp_error_is_retried_until_the_mail_goes(monkeypatch):
 @pytest.mark.django_db
 def test_a_send_that_keeps_failing_stays_pending_for_the_next_night():
     counter("alice@cs.nthu.edu.tw", sent=400)
-    with mock.patch("django.core.mail.EmailMessage.send",
-                    side_effect=smtplib.SMTPConnectError(421, "try later")):
+    with mock.patch(
+        "django.core.mail.EmailMessage.send", side_effect=smtplib.SMTPConnectError(421, "try later")
+    ):
         outcomes = alerting.run_alerts([YESTERDAY])
 
     alert = Alert.objects.get()
@@ -297,17 +305,23 @@ def test_two_alert_runs_at_once_send_one_mail_per_sender_and_day():
 
 @pytest.mark.django_db
 def test_the_alert_mail_has_both_languages_and_the_figures_of_that_day(assert_email_contains):
-    heavy_day("alice@cs.nthu.edu.tw", sent=240, bounced=12, client_ip="45.33.2.1",
-              sasl_username="alice")
-    heavy_day("alice@cs.nthu.edu.tw", day=YESTERDAY - dt.timedelta(days=1), sent=7,
-              client_ip="198.51.100.7")
+    heavy_day(
+        "alice@cs.nthu.edu.tw", sent=240, bounced=12, client_ip="45.33.2.1", sasl_username="alice"
+    )
+    heavy_day(
+        "alice@cs.nthu.edu.tw",
+        day=YESTERDAY - dt.timedelta(days=1),
+        sent=7,
+        client_ip="198.51.100.7",
+    )
 
     alerting.run_alerts([YESTERDAY])
 
     [message] = mail.outbox
     assert message.to == ["alice@cs.nthu.edu.tw"]
-    assert message.subject == ("您的信箱於 2026-11-19 寄信量異常 / "
-                               "Unusual amount of mail from your address on 2026-11-19")
+    assert message.subject == (
+        "您的信箱於 2026-11-19 寄信量異常 / Unusual amount of mail from your address on 2026-11-19"
+    )
     assert message.extra_headers["Auto-Submitted"] == "auto-generated"
     assert message.extra_headers["Reply-To"] == "opr@net.nthu.edu.tw"
     for fragment in (
@@ -332,8 +346,9 @@ def test_the_alert_mail_has_both_languages_and_the_figures_of_that_day(assert_em
 
 @pytest.mark.django_db
 def test_the_alert_context_is_built_before_rendering():
-    heavy_day("alice@cs.nthu.edu.tw", sent=3, bounced=2, client_ip="45.33.2.1",
-              sasl_username="alice")
+    heavy_day(
+        "alice@cs.nthu.edu.tw", sent=3, bounced=2, client_ip="45.33.2.1", sasl_username="alice"
+    )
 
     context = alerting.alert_context("alice@cs.nthu.edu.tw", YESTERDAY)
 
@@ -344,8 +359,11 @@ def test_the_alert_context_is_built_before_rendering():
     ]
     assert context["client_ips"] == [("45.33.2.1", 5)]
     assert context["sasl_logins"] == [("alice", 5)]
-    assert all(isinstance(value, list) for key, value in context.items()
-               if key in ("top_domains", "bounce_replies", "client_ips", "sasl_logins"))
+    assert all(
+        isinstance(value, list)
+        for key, value in context.items()
+        if key in ("top_domains", "bounce_replies", "client_ips", "sasl_logins")
+    )
 
 
 # The command
@@ -376,7 +394,8 @@ def test_send_alerts_dry_run_says_who_was_alerted_already(capsys):
     call_command("send_alerts", "--dry-run", "--date=2026-11-19")
 
     assert "alice@cs.nthu.edu.tw  Sum 400 >= 250  [alerted 2026-11-20 10:00]" in (
-        capsys.readouterr().out)
+        capsys.readouterr().out
+    )
 
 
 @pytest.mark.django_db

@@ -30,18 +30,39 @@ def busy_month():
     counter("bob@ee.nthu.edu.tw", sent=5, bounced=11)
     counter("carol@nthu.edu.tw", sent=7)
     counter("alice@cs.nthu.edu.tw", day=YESTERDAY - dt.timedelta(days=20), deferred=42)
-    Alert.objects.create(sender="alice@cs.nthu.edu.tw", day=YESTERDAY, total=403, bounced=3,
-                         state=Alert.State.SENT, attempts=1, created=NOW, sent_at=NOW)
-    LogFile.objects.create(fingerprint="f1", path="/var/log/relay1/mail.log", position=1000,
-                           size=5096, lines=12, last_line_time=NOW - dt.timedelta(minutes=3),
-                           last_error="PermissionError: mail.log.2.gz")
-    Query.objects.create(address="dave@nthu.edu.tw", begin=YESTERDAY, end=YESTERDAY,
-                         client_ip="140.114.63.228", language="zh-hant", created=NOW,
-                         outcome=Query.Outcome.SENT)
+    Alert.objects.create(
+        sender="alice@cs.nthu.edu.tw",
+        day=YESTERDAY,
+        total=403,
+        bounced=3,
+        state=Alert.State.SENT,
+        attempts=1,
+        created=NOW,
+        sent_at=NOW,
+    )
+    LogFile.objects.create(
+        fingerprint="f1",
+        path="/var/log/relay1/mail.log",
+        position=1000,
+        size=5096,
+        lines=12,
+        last_line_time=NOW - dt.timedelta(minutes=3),
+        last_error="PermissionError: mail.log.2.gz",
+    )
+    Query.objects.create(
+        address="dave@nthu.edu.tw",
+        begin=YESTERDAY,
+        end=YESTERDAY,
+        client_ip="140.114.63.228",
+        language="zh-hant",
+        created=NOW,
+        outcome=Query.Outcome.SENT,
+    )
 
 
 def test_the_dashboard_shows_a_month_of_totals_top_senders_files_and_queries(
-        staff_client, busy_month):
+    staff_client, busy_month
+):
     response = staff_client.get(URL)
 
     assert response.status_code == 200
@@ -66,8 +87,12 @@ def test_the_dashboard_renders_without_any_data(staff_client):
     response = staff_client.get(URL)
 
     assert response.status_code == 200
-    for empty in ("No events counted in the last 31 days yet.", "No mail counted that day.",
-                  "No log file ingested yet.", "No queries yet."):
+    for empty in (
+        "No events counted in the last 31 days yet.",
+        "No mail counted that day.",
+        "No log file ingested yet.",
+        "No queries yet.",
+    ):
         assert empty in response.content.decode()
 
 
@@ -107,4 +132,12 @@ def test_alerts_are_listed_read_only(client, busy_month):
 
 def test_the_axis_top_is_a_round_number_at_or_over_the_highest_day():
     assert [dashboard.nice_ceiling(n) for n in (0, 1, 3, 10, 11, 418, 501, 300_000)] == [
-        4, 4, 4, 10, 20, 500, 600, 400_000]
+        4,
+        4,
+        4,
+        10,
+        20,
+        500,
+        600,
+        400_000,
+    ]

@@ -24,24 +24,38 @@ CUTOFF_DAY = dt.date(2026, 10, 20)
 
 
 def make_message(time: dt.datetime, queue_id: str, **fields) -> Message:
-    return Message.objects.create(relay="smtp1", queue_id=queue_id, first_seen=time,
-                                  sender="alice@cs.nthu.edu.tw", **fields)
+    return Message.objects.create(
+        relay="smtp1", queue_id=queue_id, first_seen=time, sender="alice@cs.nthu.edu.tw", **fields
+    )
 
 
 def make_query(time: dt.datetime) -> Query:
-    return Query.objects.create(address="alice@cs.nthu.edu.tw", begin=time.date(),
-                                end=time.date(), language="en", created=time)
+    return Query.objects.create(
+        address="alice@cs.nthu.edu.tw",
+        begin=time.date(),
+        end=time.date(),
+        language="en",
+        created=time,
+    )
 
 
 def make_alert(time: dt.datetime) -> Alert:
     day = time.astimezone(TZ).date() - dt.timedelta(days=1)
-    return Alert.objects.create(sender=f"alice{time:%H}@cs.nthu.edu.tw", day=day, total=300, bounced=0,
-                                state=Alert.State.SENT, created=time, sent_at=time)
+    return Alert.objects.create(
+        sender=f"alice{time:%H}@cs.nthu.edu.tw",
+        day=day,
+        total=300,
+        bounced=0,
+        state=Alert.State.SENT,
+        created=time,
+        sent_at=time,
+    )
 
 
 def make_alias(time: dt.datetime) -> LoginAlias:
-    return LoginAlias.objects.create(login=f"alice{time:%H}", sender="alice@cs.nthu.edu.tw",
-                                     last_seen=time)
+    return LoginAlias.objects.create(
+        login=f"alice{time:%H}", sender="alice@cs.nthu.edu.tw", last_seen=time
+    )
 
 
 def make_counted_event(time: dt.datetime) -> Event:
@@ -52,8 +66,10 @@ def make_counted_event(time: dt.datetime) -> Event:
 # kind -> (make a row at a time, what tells the rows apart)
 KINDS = {
     "event": (make_counted_event, lambda: Event.objects.values_list("time", flat=True)),
-    "message": (lambda t: make_message(t, f"Q{t:%H}"),
-                lambda: Message.objects.values_list("first_seen", flat=True)),
+    "message": (
+        lambda t: make_message(t, f"Q{t:%H}"),
+        lambda: Message.objects.values_list("first_seen", flat=True),
+    ),
     "query": (make_query, lambda: Query.objects.values_list("created", flat=True)),
     "alert": (make_alert, lambda: Alert.objects.values_list("created", flat=True)),
     "login alias": (make_alias, lambda: LoginAlias.objects.values_list("last_seen", flat=True)),
@@ -93,10 +109,12 @@ def test_the_counters_of_days_before_the_cutoff_day_go_with_their_events():
 
 
 def test_expired_captchas_are_purged_and_live_ones_kept():
-    CaptchaStore.objects.create(challenge="OLD", response="old",
-                                expiration=NOW - dt.timedelta(minutes=1))
-    CaptchaStore.objects.create(challenge="NEW", response="new",
-                                expiration=NOW + dt.timedelta(minutes=1))
+    CaptchaStore.objects.create(
+        challenge="OLD", response="old", expiration=NOW - dt.timedelta(minutes=1)
+    )
+    CaptchaStore.objects.create(
+        challenge="NEW", response="new", expiration=NOW + dt.timedelta(minutes=1)
+    )
 
     retention.purge()
 
@@ -106,8 +124,9 @@ def test_expired_captchas_are_purged_and_live_ones_kept():
 def test_a_kept_event_of_a_purged_message_loses_only_its_link():
     # A message whose removal was never logged: its last known activity is first_seen.
     old = make_message(GONE, "Q1")
-    [event] = store.add_events([make_event("alice@cs.nthu.edu.tw", Status.DEFERRED, KEPT,
-                                           message=old)])
+    [event] = store.add_events(
+        [make_event("alice@cs.nthu.edu.tw", Status.DEFERRED, KEPT, message=old)]
+    )
 
     retention.purge()
 
@@ -126,21 +145,33 @@ def test_a_message_removed_inside_the_window_is_kept_with_its_first_line_outside
 
 def test_counters_still_equal_a_recount_after_a_purge_in_small_batches():
     times = [NOW - dt.timedelta(days=31, hours=h) for h in range(-30, 30, 3)]
-    store.add_events([make_event(f"user{n % 3}@cs.nthu.edu.tw",
-                                 (Status.SENT, Status.BOUNCED, Status.DEFERRED)[n % 3], t)
-                      for n, t in enumerate(times)])
+    store.add_events(
+        [
+            make_event(
+                f"user{n % 3}@cs.nthu.edu.tw",
+                (Status.SENT, Status.BOUNCED, Status.DEFERRED)[n % 3],
+                t,
+            )
+            for n, t in enumerate(times)
+        ]
+    )
 
     deleted = retention.purge(batch_size=2)
 
     assert store.stored_counts() == store.recount()
     assert deleted["events of whole days"] + deleted["events of the cutoff day"] == (
-        len([t for t in times if t < NOW - dt.timedelta(days=31)]))
+        len([t for t in times if t < NOW - dt.timedelta(days=31)])
+    )
     assert Event.objects.filter(time__lt=NOW - dt.timedelta(days=31)).count() == 0
 
 
 def test_rows_are_deleted_in_batches_of_at_most_the_batch_size():
-    store.add_events([make_event("alice@cs.nthu.edu.tw", Status.SENT,
-                                 GONE - dt.timedelta(days=2, seconds=n)) for n in range(10)])
+    store.add_events(
+        [
+            make_event("alice@cs.nthu.edu.tw", Status.SENT, GONE - dt.timedelta(days=2, seconds=n))
+            for n in range(10)
+        ]
+    )
     batches = []
 
     def delete(queryset) -> int:

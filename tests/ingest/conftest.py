@@ -46,6 +46,7 @@ def counts(sender: str | None = None) -> dict:
 
 def event_rows() -> list[tuple]:
     return sorted(
-        Event.objects.values_list("sender", "day", "status", "relay", "queue_id", "recipient",
-                                  "client_ip", "response")
+        Event.objects.values_list(
+            "sender", "day", "status", "relay", "queue_id", "recipient", "client_ip", "response"
+        )
     )

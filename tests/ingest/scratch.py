@@ -44,8 +44,12 @@ def scratch_database(tmp_path: Path) -> str:
         import psycopg
 
         name = f"smtplog_scratch_{uuid.uuid4().hex[:10]}"
-        dsn = dict(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432,
-                   user=db["USER"] or "postgres", password=db["PASSWORD"] or None)
+        dsn = dict(
+            host=db["HOST"] or "127.0.0.1",
+            port=db["PORT"] or 5432,
+            user=db["USER"] or "postgres",
+            password=db["PASSWORD"] or None,
+        )
         with psycopg.connect(dbname="postgres", autocommit=True, **dsn) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         auth = dsn["user"] + (f":{dsn['password']}" if dsn["password"] else "")
@@ -67,20 +71,36 @@ def drop_database(url: str) -> None:
 
 def env(url: str, var_dir: Path) -> dict:
     e = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_"))}
-    e.update(DATABASE_URL=url, DJANGO_SETTINGS_MODULE="smtplog.settings",
-             SMTPLOG_VAR_DIR=str(var_dir), PYTHONPATH=str(REPO))
+    e.update(
+        DATABASE_URL=url,
+        DJANGO_SETTINGS_MODULE="smtplog.settings",
+        SMTPLOG_VAR_DIR=str(var_dir),
+        PYTHONPATH=str(REPO),
+    )
     return e
 
 
 def manage(url: str, var_dir: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "manage.py"), *args], env=env(url, var_dir),
-                          capture_output=True, text=True, check=True, cwd=REPO, **kwargs)
+    return subprocess.run(
+        [sys.executable, str(REPO / "manage.py"), *args],
+        env=env(url, var_dir),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        **kwargs,
+    )
 
 
 def popen(url: str, var_dir: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(REPO / "manage.py"), *args],
-                            env=env(url, var_dir), cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "manage.py"), *args],
+        env=env(url, var_dir),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def dump(url: str, var_dir: Path) -> dict:

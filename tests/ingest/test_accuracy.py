@@ -35,15 +35,17 @@ def ingest_generated(tmp_path, **options):
 
 def test_a_month_of_three_relays_is_counted_exactly(transactional_db, tmp_path):
     # transactional_db: outside a test transaction, PostgreSQL commits from the writer thread.
-    out, summary = ingest_generated(tmp_path, days=31, end=dt.date(2026, 11, 27), relays=3,
-                                    messages_per_day=120, seed=11)
+    out, summary = ingest_generated(
+        tmp_path, days=31, end=dt.date(2026, 11, 27), relays=3, messages_per_day=120, seed=11
+    )
     assert counts() == expected_counts(out)
     assert summary.lines == json.loads((out / "expected.json").read_text())["lines"]
 
 
 def test_a_month_crossing_new_year_is_counted_on_the_right_days(db, tmp_path):
-    out, _ = ingest_generated(tmp_path, days=20, end=dt.date(2027, 1, 8), relays=2,
-                              messages_per_day=100, seed=12)
+    out, _ = ingest_generated(
+        tmp_path, days=20, end=dt.date(2027, 1, 8), relays=2, messages_per_day=100, seed=12
+    )
     got = counts()
     assert got == expected_counts(out)
     days = {day for _, day, _ in got}
@@ -51,13 +53,21 @@ def test_a_month_crossing_new_year_is_counted_on_the_right_days(db, tmp_path):
 
 
 def test_a_month_in_rfc3339_timestamps_is_counted_exactly(db, tmp_path):
-    out, _ = ingest_generated(tmp_path, days=12, end=dt.date(2026, 11, 27), relays=3,
-                              messages_per_day=100, seed=13, timestamp_format="rfc3339")
+    out, _ = ingest_generated(
+        tmp_path,
+        days=12,
+        end=dt.date(2026, 11, 27),
+        relays=3,
+        messages_per_day=100,
+        seed=13,
+        timestamp_format="rfc3339",
+    )
     assert counts() == expected_counts(out)
 
 
 def test_ingesting_in_small_batches_gives_the_same_counts(db, tmp_path, settings):
     settings.SMTPLOG_INGEST_BATCH_LINES = 137  # commits land inside every kind of sequence
-    out, _ = ingest_generated(tmp_path, days=5, end=dt.date(2026, 11, 27), relays=3,
-                              messages_per_day=80, seed=14)
+    out, _ = ingest_generated(
+        tmp_path, days=5, end=dt.date(2026, 11, 27), relays=3, messages_per_day=80, seed=14
+    )
     assert counts() == expected_counts(out)

@@ -54,12 +54,30 @@ def test_mailstats_lists_the_seven_counters_of_a_day_in_three_formats(db, log):
     assert "h@nthu.edu.tw" in table.getvalue()
     assert "Auth_rcv" in table.getvalue()
     rows = list(csv.reader(io.StringIO(_call("csv"))))
-    assert rows[0] == ["Sender", "Sum", "Auth_blk", "Auth_rcv", "Bounced", "Deferred",
-                       "Expired", "Sent"]
+    assert rows[0] == [
+        "Sender",
+        "Sum",
+        "Auth_blk",
+        "Auth_rcv",
+        "Bounced",
+        "Deferred",
+        "Expired",
+        "Sent",
+    ]
     assert rows[1] == ["h@nthu.edu.tw", "3", "0", "1", "1", "0", "0", "1"]
     data = json.loads(_call("json"))
-    assert data == [{"sender": "h@nthu.edu.tw", "sum": 3, "auth_blk": 0, "auth_rcv": 1,
-                     "bounced": 1, "deferred": 0, "expired": 0, "sent": 1}]
+    assert data == [
+        {
+            "sender": "h@nthu.edu.tw",
+            "sum": 3,
+            "auth_blk": 0,
+            "auth_rcv": 1,
+            "bounced": 1,
+            "deferred": 0,
+            "expired": 0,
+            "sent": 1,
+        }
+    ]
 
 
 def _call(fmt: str) -> str:

@@ -46,7 +46,10 @@ def test_the_filter_hop_is_not_counted_and_the_requeued_mail_keeps_who_sent_it(d
     }
     sent = Event.objects.get(status="sent")
     assert (sent.queue_id, sent.client_ip, sent.sasl_username) == (
-        "776E41855DB2", "140.114.63.228", "alice")
+        "776E41855DB2",
+        "140.114.63.228",
+        "alice",
+    )
     assert sent.recipient == "bob@example.com"
     assert sent.next_hop == "mx.example.com[192.0.2.25]:25"
     assert sent.response == "250 2.0.0 OK  1608161352 c34si2363086pgm.445 - gsmtp"
@@ -74,7 +77,10 @@ def test_a_requeue_logged_before_the_hand_off_line_is_linked_all_the_same(db, lo
     run(write_log(logdir / "mail.log", text, MTIME))
     sent = Event.objects.get(status="sent")
     assert (sent.sender, sent.client_ip, sent.queue_id) == (
-        "bob@ee.nthu.edu.tw", "140.114.9.9", "BBBB2")
+        "bob@ee.nthu.edu.tw",
+        "140.114.9.9",
+        "BBBB2",
+    )
     assert Event.objects.filter(status="auth_rcv").count() == 1
 
 
@@ -142,8 +148,10 @@ def test_a_queue_id_reused_after_removed_is_a_new_message(db, logdir):
     """
     run(write_log(logdir / "mail.log", text, dt.datetime(2026, 9, 5, tzinfo=TZ)))
     assert Message.objects.filter(queue_id="DADADADADA").count() == 2
-    assert counts() == {("a@nthu.edu.tw", "2026-09-04", "sent"): 1,
-                        ("b@nthu.edu.tw", "2026-09-04", "sent"): 1}
+    assert counts() == {
+        ("a@nthu.edu.tw", "2026-09-04", "sent"): 1,
+        ("b@nthu.edu.tw", "2026-09-04", "sent"): 1,
+    }
 
 
 def test_status_lines_of_a_message_begun_before_the_log_wait_for_their_sender(db, logdir):
@@ -161,8 +169,10 @@ def test_status_lines_of_a_message_begun_before_the_log_wait_for_their_sender(db
     assert Event.objects.get().sender == ""
     write_log(log, later, MTIME, mode="a")
     run(log)
-    assert counts() == {("erin@nthu.edu.tw", "2026-06-01", "deferred"): 1,
-                        ("erin@nthu.edu.tw", "2026-06-01", "sent"): 1}
+    assert counts() == {
+        ("erin@nthu.edu.tw", "2026-06-01", "deferred"): 1,
+        ("erin@nthu.edu.tw", "2026-06-01", "sent"): 1,
+    }
 
 
 def test_days_are_local_days_of_the_configured_zone(db, logdir):

@@ -55,8 +55,9 @@ def mode(request, monkeypatch):
     return request.param
 
 
-def test_killed_runs_resumed_give_the_database_of_one_clean_run(sample_month, databases,
-                                                                tmp_path, monkeypatch, mode):
+def test_killed_runs_resumed_give_the_database_of_one_clean_run(
+    sample_month, databases, tmp_path, monkeypatch, mode
+):
     # Small batches: many commits, so the kills land between and inside them.
     monkeypatch.setenv("SMTPLOG_INGEST_BATCH_LINES", "300")
     glob = str(sample_month / "*" / "mail.log*")
@@ -104,8 +105,16 @@ def test_follow_keeps_reading_as_the_log_grows_and_rotates(databases, tmp_path):
     log = logdir / "mail.log"
     append(log, message_lines(3))
     url = databases()
-    proc = popen(url, tmp_path, "ingest_maillog", "--follow", "--interval", "0.2",
-                 "--no-progress", str(logdir / "mail.log*"))
+    proc = popen(
+        url,
+        tmp_path,
+        "ingest_maillog",
+        "--follow",
+        "--interval",
+        "0.2",
+        "--no-progress",
+        str(logdir / "mail.log*"),
+    )
     try:
         assert wait_for_sent(url, tmp_path, 3)
         append(log, message_lines(2, start=3))

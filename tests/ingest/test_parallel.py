@@ -65,8 +65,7 @@ Jun 12 08:00:05 {relay} postfix/submission/smtpd[2]: warning: unknown[203.0.113.
 
 
 @pytest.mark.parametrize("repeat", range(3))  # the workers' timing differs run to run
-def test_a_login_learnt_on_one_relay_attributes_failures_on_another(side_by_side, tmp_path,
-                                                                      repeat):
+def test_a_login_learnt_on_one_relay_attributes_failures_on_another(side_by_side, tmp_path, repeat):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     write_log(tmp_path / "a" / "mail.log", SUCCESS.format(relay="smtp1"), MTIME)
@@ -84,14 +83,16 @@ def test_a_login_learnt_on_one_relay_attributes_failures_on_another(side_by_side
     assert not Event.objects.filter(sender="").exists()
 
 
-def test_a_file_holding_lines_of_another_relay_is_read_on_in_one_process(side_by_side,
-                                                                         tmp_path, settings):
+def test_a_file_holding_lines_of_another_relay_is_read_on_in_one_process(
+    side_by_side, tmp_path, settings
+):
     settings.SMTPLOG_INGEST_BATCH_LINES = 100
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     mixed = SUCCESS.format(relay="smtp1").replace("CCCC3", "AAAA1")
-    mixed += "".join(SUCCESS.format(relay="smtp1").replace("CCCC3", f"AB{i:04d}")
-                     for i in range(60))
+    mixed += "".join(
+        SUCCESS.format(relay="smtp1").replace("CCCC3", f"AB{i:04d}") for i in range(60)
+    )
     mixed += SUCCESS.format(relay="smtp2").replace("CCCC3", "BBBB2")  # smtp2, in smtp1's file
     write_log(tmp_path / "a" / "mail.log", mixed, MTIME)
     write_log(tmp_path / "b" / "mail.log", FAILURES.format(relay="smtp2"), MTIME)
@@ -142,9 +143,14 @@ def test_no_lock_outlives_a_run(side_by_side, tmp_path):
     for _ in range(2):
         run(tmp_path / "*" / "mail.log")
         db = django_settings.DATABASES["default"]
-        with psycopg.connect(dbname=db["NAME"], host=db["HOST"] or "127.0.0.1",
-                             port=db["PORT"] or 5432, user=db["USER"] or "postgres",
-                             password=db["PASSWORD"] or None, autocommit=True) as other:
+        with psycopg.connect(
+            dbname=db["NAME"],
+            host=db["HOST"] or "127.0.0.1",
+            port=db["PORT"] or 5432,
+            user=db["USER"] or "postgres",
+            password=db["PASSWORD"] or None,
+            autocommit=True,
+        ) as other:
             assert other.execute("SELECT pg_try_advisory_lock(%s)", [WRITERS_LOCK]).fetchone()[0]
             other.execute("SELECT pg_advisory_unlock(%s)", [WRITERS_LOCK])
     assert len(side_by_side) == 2

@@ -23,8 +23,13 @@ from tests.ingest.conftest import run
 from tests.services import require_program
 
 pytestmark = pytest.mark.slow
-MONTHS = {m: i for i, m in enumerate(
-    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], start=1)}
+MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
+        start=1,
+    )
+}
 ROW = re.compile(r"^\s+(\w{3})\s+(\d+)\s+(\d{4})((?:\s+\d+)*)\s*$")
 
 
@@ -38,11 +43,15 @@ def relay_lines(relay_dir: Path) -> list[str]:
 
 
 def pflogsumm_per_day(lines: list[str]) -> dict[dt.date, Counter]:
-    syslog_name = "postfix-out" if any("postfix-out/" in line for line in lines[:500]) \
-        else "postfix"
+    syslog_name = (
+        "postfix-out" if any("postfix-out/" in line for line in lines[:500]) else "postfix"
+    )
     out = subprocess.run(
         [require_program("pflogsumm"), f"--syslog-name={syslog_name}"],
-        input="\n".join(lines) + "\n", capture_output=True, text=True, check=True,
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     table = out.split("Per-Day Traffic Summary", 1)[1].split("Per-Hour", 1)[0]
     days: dict[dt.date, Counter] = {}
@@ -51,9 +60,15 @@ def pflogsumm_per_day(lines: list[str]) -> dict[dt.date, Counter]:
         if m:
             values = [int(v) for v in m[4].split()] + [0] * 5
             day = dt.date(int(m[3]), MONTHS[m[1]], int(m[2]))
-            days[day] = Counter(dict(zip(
-                ("received", "delivered", "deferred", "bounced", "rejected"), values[:5],
-                strict=True)))
+            days[day] = Counter(
+                dict(
+                    zip(
+                        ("received", "delivered", "deferred", "bounced", "rejected"),
+                        values[:5],
+                        strict=True,
+                    )
+                )
+            )
     return days
 
 
@@ -70,8 +85,11 @@ def not_ours_per_day(lines: list[str], year: int) -> dict[dt.date, Counter]:
         if "status=sent" in line and "relay=127.0.0.1[127.0.0.1]:10024" in line:
             result[day]["delivered"] += 1
         elif qid in null_qids:
-            for status, column in (("sent", "delivered"), ("deferred", "deferred"),
-                                   ("bounced", "bounced")):
+            for status, column in (
+                ("sent", "delivered"),
+                ("deferred", "deferred"),
+                ("bounced", "bounced"),
+            ):
                 if f"status={status} " in line:
                     result[day][column] += 1
         elif "reject:" in line and "from=<>" in line:
@@ -100,7 +118,8 @@ def test_pflogsumm_reconciles_with_our_events_day_by_day(db, tmp_path):
     ours: dict[dt.date, Counter] = defaultdict(Counter)
     for row in Event.objects.values("day", "status").annotate(n=Count("id")):
         column = {"sent": "delivered", "deferred": "deferred", "bounced": "bounced"}.get(
-            row["status"])
+            row["status"]
+        )
         if column:
             ours[row["day"]][column] += row["n"]
     rejects = Event.objects.filter(status="auth_blk", response__startswith="reject:")

@@ -13,8 +13,12 @@ from smtplog.ingest.files import read_batches
 lines_st = st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=60)
 
 
-@given(lines=lines_st, tail=st.binary(max_size=10).map(lambda b: b.replace(b"\n", b"")),
-       batch=st.integers(1, 25), skip=st.integers(0, 60))
+@given(
+    lines=lines_st,
+    tail=st.binary(max_size=10).map(lambda b: b.replace(b"\n", b"")),
+    batch=st.integers(1, 25),
+    skip=st.integers(0, 60),
+)
 def test_batches_hold_every_complete_line_once_with_its_position(lines, tail, batch, skip):
     data = b"".join(line + b"\n" for line in lines) + tail
     skip = min(skip, len(lines))

@@ -153,4 +153,6 @@ def test_the_file_size_is_kept_for_the_dashboard_lag(db, logdir):
         f.write("Jun  3 10:59:59 smtp1 postfix/qmgr[1]: half a li")
     run(log)
     logfile.refresh_from_db()
-    assert logfile.size - logfile.position == len("Jun  3 10:59:59 smtp1 postfix/qmgr[1]: half a li")
+    assert logfile.size - logfile.position == len(
+        "Jun  3 10:59:59 smtp1 postfix/qmgr[1]: half a li"
+    )

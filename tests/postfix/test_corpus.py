@@ -50,28 +50,42 @@ PROGRAM_ONLY = re.compile(r"^(?P<program>postfix\S*/[\w-]+)\[\d+\]: (?P<message>
 # Sources that strip the syslog header (all of it, or on some lines).
 MESSAGE_ONLY = ("whyscream-postfix-grok-patterns", "SEKOIA-IO-documentation", "github-issues")
 GROK = re.compile(r"^# path: \S+\s+pattern: \^%\{POSTFIX_(?P<name>\w+)\}")
-GROK_DAEMONS = {"script": "postfix-script", "trivial_rewrite": "trivial-rewrite",
-                "tls_features": "smtp"}
+GROK_DAEMONS = {
+    "script": "postfix-script",
+    "trivial_rewrite": "trivial-rewrite",
+    "tls_features": "smtp",
+}
 
 DELIVERY_DAEMONS = {"smtp", "lmtp", "local", "virtual", "pipe", "error", "retry", "discard"}
 ACTIONS = r"(?:reject|reject_warning|discard|hold|filter|redirect|milter-reject|proxy-reject)"
 # (daemons, message pattern, record): the first match decides; no match: no record.
 EXPECTED: list[tuple[set[str], re.Pattern[str], type[Record]]] = [
-    (DELIVERY_DAEMONS | {"qmgr"}, re.compile(r"^[0-9A-Za-z]{5,}: to=.*, dsn=[\d.]+, status=\S"),
-     Delivery),
+    (
+        DELIVERY_DAEMONS | {"qmgr"},
+        re.compile(r"^[0-9A-Za-z]{5,}: to=.*, dsn=[\d.]+, status=\S"),
+        Delivery,
+    ),
     ({"smtpd"}, re.compile(r"^(?!NOQUEUE)[0-9A-Za-z]{5,}: client=\S*\["), ClientLine),
-    ({"smtpd", "postscreen", "cleanup"}, re.compile(rf"^(?:NOQUEUE|[0-9A-Za-z]{{5,}}): {ACTIONS}: "),
-     Reject),
-    ({"smtpd"}, re.compile(r"^warning: [^\s\[]*\[[^\]]*\]: SASL \S+ authentication failed"),
-     SaslFailure),
+    (
+        {"smtpd", "postscreen", "cleanup"},
+        re.compile(rf"^(?:NOQUEUE|[0-9A-Za-z]{{5,}}): {ACTIONS}: "),
+        Reject,
+    ),
+    (
+        {"smtpd"},
+        re.compile(r"^warning: [^\s\[]*\[[^\]]*\]: SASL \S+ authentication failed"),
+        SaslFailure,
+    ),
     ({"cleanup"}, re.compile(r"^[0-9A-Za-z]{5,}: message-id="), MessageIdLine),
     ({"qmgr"}, re.compile(r"^[0-9A-Za-z]{5,}: from=<.*>, size=\d+, nrcpt=\d+"), QmgrFrom),
-    ({"qmgr"}, re.compile(r"^[0-9A-Za-z]{5,}: from=<.*>, status=(?:force-)?expired"),
-     QmgrExpired),
+    ({"qmgr"}, re.compile(r"^[0-9A-Za-z]{5,}: from=<.*>, status=(?:force-)?expired"), QmgrExpired),
     ({"qmgr", "postsuper"}, re.compile(r"^[0-9A-Za-z]{5,}: removed\s*$"), QmgrRemoved),
     ({"pickup"}, re.compile(r"^[0-9A-Za-z]{5,}: uid=\d+ from=<"), PickupLine),
-    ({"bounce"}, re.compile(r"^[0-9A-Za-z]{5,}: (?:sender|postmaster) [a-z -]+ notification: \w+$"),
-     BounceNotice),
+    (
+        {"bounce"},
+        re.compile(r"^[0-9A-Za-z]{5,}: (?:sender|postmaster) [a-z -]+ notification: \w+$"),
+        BounceNotice,
+    ),
 ]
 # FgForrest's munging appended "XXXX" to every "WORD: " it took for a queue ID, including
 # the bounce daemon's "notification:" (FG-Postfix-Deliverability-Analytics, mail.log.2.gz).
@@ -173,7 +187,8 @@ def test_the_munged_bounce_lines_of_fgforrest_are_counted_unparsed(corpus: Path)
     parser = LineParser(TZ, reference=REFERENCE)
     munged = 0
     for line, _daemon, message in corpus_lines(
-            corpus / "FgForrest-Postfix-Deliverability-Analytics__real_mail_log_sample.log"):
+        corpus / "FgForrest-Postfix-Deliverability-Analytics__real_mail_log_sample.log"
+    ):
         if MUNGED_BOUNCE.match(message):
             munged += 1
             assert parser.parse(line) is None
@@ -194,15 +209,29 @@ def test_the_corpus_gives_plausible_records_of_every_kind(corpus: Path) -> None:
             assert rec.host and rec.daemon and rec.pid is not None
             if isinstance(rec, Delivery):
                 assert re.fullmatch(r"[245]\.\d{1,3}\.\d{1,3}", rec.dsn), line
-                assert rec.status in {"sent", "deferred", "bounced", "expired",
-                                      "undeliverable-but-not-cached"}, line
+                assert rec.status in {
+                    "sent",
+                    "deferred",
+                    "bounced",
+                    "expired",
+                    "undeliverable-but-not-cached",
+                }, line
                 assert rec.queue_id and rec.relay and rec.delay is not None, line
                 assert rec.relay_port is None or rec.relay_ip, line
                 assert "queued as" not in rec.response or rec.queued_as, line
             if isinstance(rec, Reject):
                 assert rec.client_ip or rec.action == "proxy-reject", line
     # Counts as of the corpus of POSTFIX-FORMATS.md §7 (message-only files included).
-    minimum = {"Delivery": 300, "QmgrFrom": 230, "QmgrRemoved": 220, "ClientLine": 200,
-               "MessageIdLine": 200, "SaslFailure": 25, "Reject": 30, "QmgrExpired": 15,
-               "PickupLine": 10, "BounceNotice": 10}
+    minimum = {
+        "Delivery": 300,
+        "QmgrFrom": 230,
+        "QmgrRemoved": 220,
+        "ClientLine": 200,
+        "MessageIdLine": 200,
+        "SaslFailure": 25,
+        "Reject": 30,
+        "QmgrExpired": 15,
+        "PickupLine": 10,
+        "BounceNotice": 10,
+    }
     assert {kind: n for kind, n in kinds.items() if n < minimum[kind]} == {}

@@ -18,8 +18,7 @@ from smtplog.postfix import SKIP_REASONS, LineParser, Record
 TZ = zoneinfo.ZoneInfo("Asia/Taipei")
 REFERENCE = datetime(2026, 11, 20, tzinfo=TZ)
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
-SETTINGS = settings(deadline=None, max_examples=200,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 
 # Real lines of every kind (POSTFIX-FORMATS.md); the corpus adds more when it is there.
 REAL_LINES = [
@@ -66,21 +65,83 @@ REAL_LINES = [
 def real_lines() -> list[str]:
     lines = list(REAL_LINES)
     for path in sorted(CORPUS.glob("*.log")) if CORPUS.is_dir() else []:
-        lines += [line for line in path.read_text(encoding="utf-8").splitlines()
-                  if line and not line.startswith("#")]
+        lines += [
+            line
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line and not line.startswith("#")
+        ]
     return lines
 
 
 LINES = real_lines()
-DAEMONS = ["smtpd", "smtp", "qmgr", "cleanup", "pickup", "bounce", "postscreen", "postsuper",
-           "lmtp", "local", "virtual", "pipe", "error", "discard", "anvil"]
+DAEMONS = [
+    "smtpd",
+    "smtp",
+    "qmgr",
+    "cleanup",
+    "pickup",
+    "bounce",
+    "postscreen",
+    "postsuper",
+    "lmtp",
+    "local",
+    "virtual",
+    "pipe",
+    "error",
+    "discard",
+    "anvil",
+]
 # Pieces the grammars look for, so random messages reach deep into them.
-WORDS = ["to=<", "to=", "from=<", ">", ", ", "relay=", "[", "]", ":", "25", "delay=", "dsn=",
-         "status=", "sent", " (", ")", "queued as ", "NOQUEUE", ": ", "reject", "RCPT",
-         " from ", "; from=<", "; to=<", "proto=", "helo=<", "client=", "sasl_method=",
-         "sasl_username=", "warning: ", "SASL", " authentication failed", "message-id=",
-         "size=", "nrcpt=", "removed", "uid=", "notification: ", "header ", "4AA091855DA0",
-         "4PbC4x469Jz3tBr", "1.2.3.4", "2a02:8109::15c8", "\x00", "\ufffd", " ", "5.1.1", "550"]
+WORDS = [
+    "to=<",
+    "to=",
+    "from=<",
+    ">",
+    ", ",
+    "relay=",
+    "[",
+    "]",
+    ":",
+    "25",
+    "delay=",
+    "dsn=",
+    "status=",
+    "sent",
+    " (",
+    ")",
+    "queued as ",
+    "NOQUEUE",
+    ": ",
+    "reject",
+    "RCPT",
+    " from ",
+    "; from=<",
+    "; to=<",
+    "proto=",
+    "helo=<",
+    "client=",
+    "sasl_method=",
+    "sasl_username=",
+    "warning: ",
+    "SASL",
+    " authentication failed",
+    "message-id=",
+    "size=",
+    "nrcpt=",
+    "removed",
+    "uid=",
+    "notification: ",
+    "header ",
+    "4AA091855DA0",
+    "4PbC4x469Jz3tBr",
+    "1.2.3.4",
+    "2a02:8109::15c8",
+    "\x00",
+    "\ufffd",
+    " ",
+    "5.1.1",
+    "550",
+]
 
 
 def check(parser: LineParser, line: str | bytes) -> None:
@@ -112,12 +173,23 @@ def test_arbitrary_bytes_never_raise(data: bytes) -> None:
 
 
 @SETTINGS
-@given(stamp=st.sampled_from(["Jun  3 10:40:59", "Feb 29 23:59:59", "2023-03-14T00:08:35+01:00",
-                              "2013 Jun 10 09:38:17.123", "Dec 31 24:00:00", "Jan 1 00:00:00"]),
-       daemon=st.sampled_from(DAEMONS),
-       message=st.lists(st.one_of(st.sampled_from(WORDS), st.text(max_size=8)), max_size=30))
-def test_postfix_headers_with_random_messages_never_raise(stamp: str, daemon: str,
-                                                          message: list[str]) -> None:
+@given(
+    stamp=st.sampled_from(
+        [
+            "Jun  3 10:40:59",
+            "Feb 29 23:59:59",
+            "2023-03-14T00:08:35+01:00",
+            "2013 Jun 10 09:38:17.123",
+            "Dec 31 24:00:00",
+            "Jan 1 00:00:00",
+        ]
+    ),
+    daemon=st.sampled_from(DAEMONS),
+    message=st.lists(st.one_of(st.sampled_from(WORDS), st.text(max_size=8)), max_size=30),
+)
+def test_postfix_headers_with_random_messages_never_raise(
+    stamp: str, daemon: str, message: list[str]
+) -> None:
     parser = LineParser(TZ, reference=REFERENCE)
     line = f"{stamp} relay1 postfix/{daemon}[123]: {''.join(message)}"
     check(parser, line)
@@ -144,7 +216,7 @@ def test_lines_spliced_from_fragments_of_real_lines_never_raise(data: st.DataObj
     check(parser, first[:cut] + noise + first[cut:])  # something inserted
     raw = first.encode()
     flip = data.draw(st.integers(0, max(len(raw) - 1, 0)))
-    check(parser, raw[:flip] + bytes([data.draw(st.integers(0, 255))]) + raw[flip + 1:])
+    check(parser, raw[:flip] + bytes([data.draw(st.integers(0, 255))]) + raw[flip + 1 :])
     check(parser, first * data.draw(st.integers(2, 4)))  # repeated, as a lost newline does
 
 
@@ -171,17 +243,22 @@ def test_classic_timestamps_read_back_in_order_give_their_times(seconds: list[in
 
 
 @SETTINGS
-@given(microseconds=st.integers(0, 100 * 366 * 86400 * 10**6),
-       minutes=st.integers(-14 * 60 + 1, 14 * 60 - 1), colon=st.booleans())
-def test_rfc3339_timestamps_read_back_as_the_same_instant(microseconds: int, minutes: int,
-                                                          colon: bool) -> None:
+@given(
+    microseconds=st.integers(0, 100 * 366 * 86400 * 10**6),
+    minutes=st.integers(-14 * 60 + 1, 14 * 60 - 1),
+    colon=st.booleans(),
+)
+def test_rfc3339_timestamps_read_back_as_the_same_instant(
+    microseconds: int, minutes: int, colon: bool
+) -> None:
     moment = datetime(1990, 1, 1, tzinfo=UTC) + timedelta(microseconds=microseconds)
     offset = timezone(timedelta(minutes=minutes))
     stamp = moment.astimezone(offset).isoformat()
     if not colon:
         stamp = stamp[:-3] + stamp[-2:]  # ±HHMM
     rec = LineParser(TZ, reference=REFERENCE).parse(
-        f"{stamp} mail postfix/qmgr[1]: 776E41855DB2: removed")
+        f"{stamp} mail postfix/qmgr[1]: 776E41855DB2: removed"
+    )
     assert rec is not None
     assert rec.time == moment
     assert rec.time.utcoffset() == timedelta(minutes=minutes)

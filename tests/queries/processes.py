@@ -44,8 +44,15 @@ def _stop(process: subprocess.Popen) -> None:
 
 def _start(command: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
     with log.open("ab") as out:
-        return subprocess.Popen(command, cwd=BASE_DIR, env=env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            command,
+            cwd=BASE_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 class RedisServer:
@@ -59,9 +66,22 @@ class RedisServer:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.process = _start([self.program, "--port", str(self.port), "--bind", "127.0.0.1",
-                               "--save", "", "--appendonly", "no",
-                               "--dir", str(self.directory)], self.directory / "redis.log")
+        self.process = _start(
+            [
+                self.program,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            self.directory / "redis.log",
+        )
         _wait(lambda: redis_answers(self.url), "redis-server", self.process)
 
     def stop(self) -> None:
@@ -85,9 +105,19 @@ def smtp_sink(directory: Path, fail_first: int = 0) -> Iterator[int]:
     """Yields the port of an aiosmtpd server saving messages under directory/mail."""
     port = free_port()
     log = directory / "smtp.log"
-    process = _start([sys.executable, str(Path(__file__).with_name("smtp_sink.py")),
-                      "--port", str(port), "--dir", str(directory / "mail"),
-                      "--fail-first", str(fail_first)], log)
+    process = _start(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("smtp_sink.py")),
+            "--port",
+            str(port),
+            "--dir",
+            str(directory / "mail"),
+            "--fail-first",
+            str(fail_first),
+        ],
+        log,
+    )
     try:
         _wait(lambda: "ready" in log.read_text(), "the SMTP sink", process)
         yield port
@@ -99,9 +129,22 @@ def smtp_sink(directory: Path, fail_first: int = 0) -> Iterator[int]:
 def gunicorn(env: dict[str, str], directory: Path) -> Iterator[str]:
     """Yields the base URL of the site served by gunicorn with the production settings."""
     port = free_port()
-    process = _start([sys.executable, "-m", "gunicorn", "smtplog.wsgi:application",
-                      "--bind", f"127.0.0.1:{port}", "--workers", "1", "--timeout", "60"],
-                     directory / "gunicorn.log", env={**os.environ, **env})
+    process = _start(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "smtplog.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--timeout",
+            "60",
+        ],
+        directory / "gunicorn.log",
+        env={**os.environ, **env},
+    )
     base = f"http://127.0.0.1:{port}"
 
     def answers() -> bool:

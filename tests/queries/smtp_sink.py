@@ -34,8 +34,9 @@ class Sink:
         self.saved += 1
         stem = self.directory / f"{self.saved:03d}"
         stem.with_suffix(".eml").write_bytes(envelope.original_content or envelope.content)
-        stem.with_suffix(".json").write_text(json.dumps(
-            {"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos}))
+        stem.with_suffix(".json").write_text(
+            json.dumps({"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos})
+        )
         return "250 2.0.0 Ok: queued"
 
 
@@ -46,8 +47,7 @@ def main() -> None:
     parser.add_argument("--fail-first", type=int, default=0)
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    controller = Controller(Sink(args.dir, args.fail_first), hostname="127.0.0.1",
-                            port=args.port)
+    controller = Controller(Sink(args.dir, args.fail_first), hostname="127.0.0.1", port=args.port)
     controller.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -19,17 +19,20 @@ def ip_of(remote_addr: str = OFF, **headers) -> str | None:
     return None if found is None else str(found)
 
 
-@pytest.mark.parametrize("address, campus", [
-    ("140.114.63.228", True),
-    ("140.114.255.1", True),
-    ("140.115.0.1", False),
-    ("203.0.113.9", False),
-    ("127.0.0.1", True),
-    ("::1", True),
-    ("2001:db8::1", False),
-    ("::ffff:140.114.1.2", True),  # IPv4-mapped IPv6 of a campus address
-    ("::ffff:203.0.113.9", False),
-])
+@pytest.mark.parametrize(
+    "address, campus",
+    [
+        ("140.114.63.228", True),
+        ("140.114.255.1", True),
+        ("140.115.0.1", False),
+        ("203.0.113.9", False),
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("2001:db8::1", False),
+        ("::ffff:140.114.1.2", True),  # IPv4-mapped IPv6 of a campus address
+        ("::ffff:203.0.113.9", False),
+    ],
+)
 def test_it_matches_campus_networks(address, campus, settings):
     assert is_campus(client_ip(RequestFactory().get("/", REMOTE_ADDR=address))) is campus
 
@@ -42,15 +45,18 @@ def test_it_finds_campus_ipv6_networks(settings):
     assert not is_campus(client_ip(RequestFactory().get("/", REMOTE_ADDR="2001:288:1002::9")))
 
 
-@pytest.mark.parametrize("header, value", [
-    ("HTTP_X_FORWARDED_FOR", ON),
-    ("HTTP_X_FORWARDED_FOR", f"{ON}, 10.0.0.1"),
-    ("HTTP_CLIENT_IP", ON),
-    ("HTTP_X_REAL_IP", ON),
-    ("HTTP_FORWARDED", f"for={ON}"),
-    ("HTTP_X_CLUSTER_CLIENT_IP", ON),
-    ("HTTP_TRUE_CLIENT_IP", ON),
-])
+@pytest.mark.parametrize(
+    "header, value",
+    [
+        ("HTTP_X_FORWARDED_FOR", ON),
+        ("HTTP_X_FORWARDED_FOR", f"{ON}, 10.0.0.1"),
+        ("HTTP_CLIENT_IP", ON),
+        ("HTTP_X_REAL_IP", ON),
+        ("HTTP_FORWARDED", f"for={ON}"),
+        ("HTTP_X_CLUSTER_CLIENT_IP", ON),
+        ("HTTP_TRUE_CLIENT_IP", ON),
+    ],
+)
 def test_with_no_proxy_only_the_tcp_peer_counts(header, value):
     assert ip_of(OFF, **{header: value}) == OFF
 
@@ -106,14 +112,17 @@ def test_the_per_ip_limit_counts_ipv6_per_64():
     assert client_net(ipaddress.ip_address("140.114.1.2")) == "140.114.1.2"
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    {"HTTP_X_FORWARDED_FOR": ON},
-    {"HTTP_CLIENT_IP": ON},
-    {"HTTP_X_REAL_IP": ON},
-    {"HTTP_FORWARDED": f"for={ON}"},
-    {"HTTP_X_FORWARDED_FOR": f"::ffff:{ON}"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"HTTP_X_FORWARDED_FOR": ON},
+        {"HTTP_CLIENT_IP": ON},
+        {"HTTP_X_REAL_IP": ON},
+        {"HTTP_FORWARDED": f"for={ON}"},
+        {"HTTP_X_FORWARDED_FOR": f"::ffff:{ON}"},
+    ],
+)
 def test_off_campus_gets_a_localized_403_saying_to_use_the_vpn(headers):
     client = Client(REMOTE_ADDR=OFF, **headers)
     response = client.get("/")

@@ -36,13 +36,24 @@ from tests.queries.processes import gunicorn, redis_server, saved_mail, smtp_sin
 from tests.services import require_chromium, require_postgres, require_program
 from tests.worker import database_url, running_worker, wait_until
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker,
-              pytest.mark.browser, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.worker,
+    pytest.mark.browser,
+    pytest.mark.slow,
+]
 
 ADDRESS = "mei@cs.nthu.edu.tw"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
@@ -56,8 +67,10 @@ def redis_program(transactional_db) -> str:
 
 def other_sessions() -> int:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                       "current_database() AND pid <> pg_backend_pid()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+            "current_database() AND pid <> pg_backend_pid()"
+        )
         return cursor.fetchone()[0]
 
 
@@ -66,21 +79,46 @@ def events(transactional_db) -> dict[dt.date, int]:
     """mei: 3 events yesterday (2 sent, 1 bounced), 1 deferral today; ken: 1 sent."""
     now = timezone.now()
     yesterday = now - dt.timedelta(days=1)
-    add_events([
-        make_event(ADDRESS, Status.SENT, yesterday, recipient="a@example.com",
-                   next_hop="mx.example.com[192.0.2.25]:25", dsn="2.0.0",
-                   response="250 2.0.0 Ok: queued as AAA", client_ip="140.114.63.228"),
-        make_event(ADDRESS, Status.SENT, yesterday + dt.timedelta(seconds=1),
-                   recipient="b@example.com", dsn="2.0.0", response="250 2.0.0 Ok"),
-        make_event(ADDRESS, Status.BOUNCED, yesterday + dt.timedelta(seconds=2),
-                   recipient="c@example.com", dsn="5.1.1",
-                   response="550 5.1.1 <c@example.com>: User unknown"),
-        # The first second of today (local): "today" whatever the time the test runs.
-        make_event(ADDRESS, Status.DEFERRED,
-                   now.astimezone(TZ).replace(hour=0, minute=0, second=1, microsecond=0),
-                   recipient="d@example.com", dsn="4.2.2", response="452 4.2.2 Mailbox full"),
-        make_event("ken@ee.nthu.edu.tw", Status.SENT, yesterday, recipient="k@example.com"),
-    ])
+    add_events(
+        [
+            make_event(
+                ADDRESS,
+                Status.SENT,
+                yesterday,
+                recipient="a@example.com",
+                next_hop="mx.example.com[192.0.2.25]:25",
+                dsn="2.0.0",
+                response="250 2.0.0 Ok: queued as AAA",
+                client_ip="140.114.63.228",
+            ),
+            make_event(
+                ADDRESS,
+                Status.SENT,
+                yesterday + dt.timedelta(seconds=1),
+                recipient="b@example.com",
+                dsn="2.0.0",
+                response="250 2.0.0 Ok",
+            ),
+            make_event(
+                ADDRESS,
+                Status.BOUNCED,
+                yesterday + dt.timedelta(seconds=2),
+                recipient="c@example.com",
+                dsn="5.1.1",
+                response="550 5.1.1 <c@example.com>: User unknown",
+            ),
+            # The first second of today (local): "today" whatever the time the test runs.
+            make_event(
+                ADDRESS,
+                Status.DEFERRED,
+                now.astimezone(TZ).replace(hour=0, minute=0, second=1, microsecond=0),
+                recipient="d@example.com",
+                dsn="4.2.2",
+                response="452 4.2.2 Mailbox full",
+            ),
+            make_event("ken@ee.nthu.edu.tw", Status.SENT, yesterday, recipient="k@example.com"),
+        ]
+    )
     return {yesterday.astimezone(TZ).date(): 3, now.astimezone(TZ).date(): 1}
 
 
@@ -118,8 +156,9 @@ def browser(**context):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=require_chromium(),
-                                              headless=True, args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(
+            executable_path=require_chromium(), headless=True, args=CHROMIUM_ARGS
+        )
         try:
             yield chromium.new_context(**context).new_page()
         finally:
@@ -143,16 +182,21 @@ def ask_in_chinese(page, base_url: str, address: str) -> str:
 
 def ask_by_http(base_url: str, address: str) -> str:
     opener = urllib.request.build_opener(
-        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
     form = opener.open(f"{base_url}/").read().decode()
 
     def value(name: str) -> str:
         return re.search(rf'name="{name}" value="([^"]*)"', form)[1]
 
-    data = {name: value(name) for name in ("csrfmiddlewaretoken", "token", "begin", "end",
-                                          "captcha_0")}
-    data.update(email=address, language="en",
-                captcha_1=CaptchaStore.objects.get(hashkey=data["captcha_0"]).response)
+    data = {
+        name: value(name) for name in ("csrfmiddlewaretoken", "token", "begin", "end", "captcha_0")
+    }
+    data.update(
+        email=address,
+        language="en",
+        captcha_1=CaptchaStore.objects.get(hashkey=data["captcha_0"]).response,
+    )
     request = urllib.request.Request(f"{base_url}/", data=urllib.parse.urlencode(data).encode())
     return opener.open(request).read().decode()
 
@@ -163,20 +207,24 @@ def read_mail(path: Path) -> tuple[dict, email.message.EmailMessage]:
 
 
 def summary_line(day: dt.date | str, counts: dict[str, int]) -> str:
-    columns = [counts.get(c, 0) for c in ("auth_blk", "auth_rcv", "bounced", "deferred",
-                                          "expired", "sent")]
+    columns = [
+        counts.get(c, 0) for c in ("auth_blk", "auth_rcv", "bounced", "deferred", "expired", "sent")
+    ]
     label = day if isinstance(day, str) else f"{day:%Y/%m/%d}"
     return f"{label:<10} {sum(columns):>8}" + "".join(f" {n:>8}" for n in columns)
 
 
-def test_a_user_asks_in_chinese_and_one_mail_reaches_that_address(
-        redis_program, events, tmp_path):
+def test_a_user_asks_in_chinese_and_one_mail_reaches_that_address(redis_program, events, tmp_path):
     yesterday, today = sorted(events)
-    with redis_server(redis_program, tmp_path) as redis, smtp_sink(tmp_path) as smtp_port, \
-            gunicorn(site_env(redis.url, smtp_port), tmp_path) as base_url, \
-            running_worker(redis.url, extra_env=site_env(redis.url, smtp_port),
-                           queues=["celery"]) as worker, \
-            browser(locale="zh-TW") as page:
+    with (
+        redis_server(redis_program, tmp_path) as redis,
+        smtp_sink(tmp_path) as smtp_port,
+        gunicorn(site_env(redis.url, smtp_port), tmp_path) as base_url,
+        running_worker(
+            redis.url, extra_env=site_env(redis.url, smtp_port), queues=["celery"]
+        ) as worker,
+        browser(locale="zh-TW") as page,
+    ):
         answer = ask_in_chinese(page, base_url, ADDRESS)
         assert "已收到報表申請" in answer and ADDRESS in answer
         wait_until(lambda: saved_mail(tmp_path), timeout=60, what="the report", worker=worker)
@@ -199,25 +247,36 @@ def test_a_user_asks_in_chinese_and_one_mail_reaches_that_address(
     assert summary_line(yesterday, {"sent": 2, "bounced": 1}) in text
     assert summary_line(today, {"deferred": 1}) in text
     assert summary_line("總計", {"sent": 2, "bounced": 1, "deferred": 1}) in text
-    attachment, = message.iter_attachments()
+    (attachment,) = message.iter_attachments()
     assert attachment.get_content_type() == "text/csv"
     rows = list(csv.reader(io.StringIO(attachment.get_content().lstrip("\ufeff"))))
     assert rows[0] == ["編號", "寄件端 IP", "外寄伺服器", "時間", "佇列編號", "狀態", "回應訊息"]
-    assert [(r[0], r[5]) for r in rows[1:]] == [("1", "sent"), ("2", "sent"), ("3", "bounced"),
-                                                ("4", "deferred")]
+    assert [(r[0], r[5]) for r in rows[1:]] == [
+        ("1", "sent"),
+        ("2", "sent"),
+        ("3", "bounced"),
+        ("4", "deferred"),
+    ]
     query = Query.objects.get()
     assert (query.outcome, query.language, query.attempts) == ("sent", "zh-hant", 1)
 
 
 def test_a_451_is_retried_and_the_report_delivered_once(redis_program, events, tmp_path):
-    with redis_server(redis_program, tmp_path) as redis, \
-            smtp_sink(tmp_path, fail_first=1) as smtp_port, \
-            gunicorn(site_env(redis.url, smtp_port), tmp_path) as base_url, \
-            running_worker(redis.url, extra_env=site_env(redis.url, smtp_port),
-                           queues=["celery"]) as worker:
+    with (
+        redis_server(redis_program, tmp_path) as redis,
+        smtp_sink(tmp_path, fail_first=1) as smtp_port,
+        gunicorn(site_env(redis.url, smtp_port), tmp_path) as base_url,
+        running_worker(
+            redis.url, extra_env=site_env(redis.url, smtp_port), queues=["celery"]
+        ) as worker,
+    ):
         assert "Report requested" in ask_by_http(base_url, ADDRESS)
-        wait_until(lambda: Query.objects.filter(outcome="sent").exists(), timeout=60,
-                   what="the report to be sent after a retry", worker=worker)
+        wait_until(
+            lambda: Query.objects.filter(outcome="sent").exists(),
+            timeout=60,
+            what="the report to be sent after a retry",
+            worker=worker,
+        )
         time.sleep(2)
         mails = saved_mail(tmp_path)
         log = worker.log()
@@ -233,26 +292,40 @@ def test_a_451_is_retried_and_the_report_delivered_once(redis_program, events, t
 
 
 def test_with_redis_down_the_user_sees_the_delay_page_and_gets_one_mail_later(
-        redis_program, events, tmp_path):
-    with redis_server(redis_program, tmp_path) as redis, smtp_sink(tmp_path) as smtp_port, \
-            gunicorn(site_env(redis.url, smtp_port), tmp_path) as base_url:
+    redis_program, events, tmp_path
+):
+    with (
+        redis_server(redis_program, tmp_path) as redis,
+        smtp_sink(tmp_path) as smtp_port,
+        gunicorn(site_env(redis.url, smtp_port), tmp_path) as base_url,
+    ):
         redis.stop()
-        with browser(locale="zh-TW", viewport={"width": 390, "height": 844},
-                     is_mobile=True) as page:  # on a phone
+        with browser(
+            locale="zh-TW", viewport={"width": 390, "height": 844}, is_mobile=True
+        ) as page:  # on a phone
             answer = ask_in_chinese(page, base_url, ADDRESS)
         assert "報表將延遲寄送" in answer
         query = Query.objects.get()
         assert (query.outcome, query.attempts) == ("pending", 0)
 
         redis.start()  # Redis is back; the periodic sweeper finds the query
-        with running_worker(redis.url, extra_env=site_env(redis.url, smtp_port),
-                            queues=["celery"]) as worker:
+        with running_worker(
+            redis.url, extra_env=site_env(redis.url, smtp_port), queues=["celery"]
+        ) as worker:
             worker.send("queries.tasks.sweep_pending_queries", 0)
-            wait_until(lambda: Query.objects.filter(outcome="sent").exists(), timeout=60,
-                       what="the swept query to be sent", worker=worker)
+            wait_until(
+                lambda: Query.objects.filter(outcome="sent").exists(),
+                timeout=60,
+                what="the swept query to be sent",
+                worker=worker,
+            )
             worker.send("queries.tasks.sweep_pending_queries", 0)  # a second sweep: nothing
-            wait_until(lambda: "0 re-enqueued" in worker.log(), timeout=30,
-                       what="the second sweep", worker=worker)
+            wait_until(
+                lambda: "0 re-enqueued" in worker.log(),
+                timeout=30,
+                what="the second sweep",
+                worker=worker,
+            )
             time.sleep(1)
             mails = saved_mail(tmp_path)
 

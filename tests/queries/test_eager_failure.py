@@ -23,8 +23,13 @@ def eager_failures_contained():
 
 
 def test_a_send_failing_in_eager_mode_still_gives_the_answer_page(
-        campus_client, form_data, settings, frozen, eager_failures_contained,
-        django_capture_on_commit_callbacks):
+    campus_client,
+    form_data,
+    settings,
+    frozen,
+    eager_failures_contained,
+    django_capture_on_commit_callbacks,
+):
     # Every attempt (the first and each immediate eager retry) meets a 451.
     fail_next(settings, *[smtplib.SMTPDataError(451, b"4.3.0 Try again later")] * 20)
     with django_capture_on_commit_callbacks(execute=True):

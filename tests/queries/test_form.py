@@ -39,67 +39,77 @@ def test_the_refresh_link_shows_a_new_captcha(campus_client):
     assert CaptchaStore.objects.count() == 2
 
 
-@pytest.mark.parametrize("typed, stored", [
-    ("alice@cs.nthu.edu.tw", "alice@cs.nthu.edu.tw"),
-    ("  Alice@CS.NTHU.edu.tw ", "alice@cs.nthu.edu.tw"),
-    ("ａｌｉｃｅ＠ｃｓ．ｎｔｈｕ．ｅｄｕ．ｔｗ", "alice@cs.nthu.edu.tw"),  # full-width, NFKC
-    ("alice@nthu.edu.tw", "alice@nthu.edu.tw"),
-    ("alice@cs.nthu.edu.tw\r\n", "alice@cs.nthu.edu.tw"),  # trimmed
-    ("a.b+tag@mx.ee.nthu.edu.tw", "a.b+tag@mx.ee.nthu.edu.tw"),
-])
+@pytest.mark.parametrize(
+    "typed, stored",
+    [
+        ("alice@cs.nthu.edu.tw", "alice@cs.nthu.edu.tw"),
+        ("  Alice@CS.NTHU.edu.tw ", "alice@cs.nthu.edu.tw"),
+        ("ａｌｉｃｅ＠ｃｓ．ｎｔｈｕ．ｅｄｕ．ｔｗ", "alice@cs.nthu.edu.tw"),  # full-width, NFKC
+        ("alice@nthu.edu.tw", "alice@nthu.edu.tw"),
+        ("alice@cs.nthu.edu.tw\r\n", "alice@cs.nthu.edu.tw"),  # trimmed
+        ("a.b+tag@mx.ee.nthu.edu.tw", "a.b+tag@mx.ee.nthu.edu.tw"),
+    ],
+)
 def test_it_normalizes_good_addresses(typed, stored, form_data, frozen):
     form = QueryForm(form_data(email=typed))
     assert form.is_valid(), form.errors
     assert form.cleaned_data["email"] == stored
 
 
-@pytest.mark.parametrize("address", [
-    "alice@cs.nthu.edu.tw\r\nBcc: victim@example.com",
-    "alice@cs.nthu.edu.tw\nbob@cs.nthu.edu.tw",
-    "alice@cs.nthu.edu.tw\x00",
-    "ali\rce@cs.nthu.edu.tw",
-    "ali ce@cs.nthu.edu.tw",
-    '"alice"@cs.nthu.edu.tw',
-    '"a@b"@cs.nthu.edu.tw',
-    "victim%example.com@cs.nthu.edu.tw",
-    "example.com!victim@cs.nthu.edu.tw",
-    "alice@[140.114.63.1]",
-    "alice@cs.nthu.edu.tw.evil.org",
-    "alice@evilnthu.edu.tw",
-    "alice@nthu.edu.tw.",
-    "alice@nthu.edu.tw@evil.org",
-    "alice@evil.org",
-    "alice@nthu.еdu.tw",  # a Cyrillic е
-    "alice@-cs.nthu.edu.tw",
-    "alice@cs..nthu.edu.tw",
-    ".alice@cs.nthu.edu.tw",
-    "alice.@cs.nthu.edu.tw",
-    "al..ice@cs.nthu.edu.tw",
-    "@cs.nthu.edu.tw",
-    "alice@",
-    "alice",
-    "a" * 65 + "@cs.nthu.edu.tw",
-    "alice@" + "a" * 64 + ".nthu.edu.tw",
-    "alice@" + ".".join(["a" * 60] * 4) + ".nthu.edu.tw",
-    "<alice@cs.nthu.edu.tw>",
-    "alice@cs.nthu.edu.tw,bob@cs.nthu.edu.tw",
-    "<>",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "alice@cs.nthu.edu.tw\r\nBcc: victim@example.com",
+        "alice@cs.nthu.edu.tw\nbob@cs.nthu.edu.tw",
+        "alice@cs.nthu.edu.tw\x00",
+        "ali\rce@cs.nthu.edu.tw",
+        "ali ce@cs.nthu.edu.tw",
+        '"alice"@cs.nthu.edu.tw',
+        '"a@b"@cs.nthu.edu.tw',
+        "victim%example.com@cs.nthu.edu.tw",
+        "example.com!victim@cs.nthu.edu.tw",
+        "alice@[140.114.63.1]",
+        "alice@cs.nthu.edu.tw.evil.org",
+        "alice@evilnthu.edu.tw",
+        "alice@nthu.edu.tw.",
+        "alice@nthu.edu.tw@evil.org",
+        "alice@evil.org",
+        "alice@nthu.еdu.tw",  # a Cyrillic е
+        "alice@-cs.nthu.edu.tw",
+        "alice@cs..nthu.edu.tw",
+        ".alice@cs.nthu.edu.tw",
+        "alice.@cs.nthu.edu.tw",
+        "al..ice@cs.nthu.edu.tw",
+        "@cs.nthu.edu.tw",
+        "alice@",
+        "alice",
+        "a" * 65 + "@cs.nthu.edu.tw",
+        "alice@" + "a" * 64 + ".nthu.edu.tw",
+        "alice@" + ".".join(["a" * 60] * 4) + ".nthu.edu.tw",
+        "<alice@cs.nthu.edu.tw>",
+        "alice@cs.nthu.edu.tw,bob@cs.nthu.edu.tw",
+        "<>",
+    ],
+)
 def test_it_refuses_hostile_addresses(address, form_data, frozen):
     assert "email" in errors(form_data(email=address))
 
 
 def test_each_refusal_is_a_clear_field_error(form_data, frozen):
     assert "only for addresses of the university" in str(
-        errors(form_data(email="a@cs.nthu.edu.tw.evil.org"))["email"])
+        errors(form_data(email="a@cs.nthu.edu.tw.evil.org"))["email"]
+    )
     assert "no quotes" in str(errors(form_data(email='"a"@cs.nthu.edu.tw'))["email"])
 
 
-@pytest.mark.parametrize("begin, end, field", [
-    (TODAY - dt.timedelta(days=31), TODAY, "begin"),  # before the retention window
-    (TODAY, TODAY + dt.timedelta(days=1), "end"),  # the future
-    (TODAY, TODAY - dt.timedelta(days=1), "end"),  # end before begin
-])
+@pytest.mark.parametrize(
+    "begin, end, field",
+    [
+        (TODAY - dt.timedelta(days=31), TODAY, "begin"),  # before the retention window
+        (TODAY, TODAY + dt.timedelta(days=1), "end"),  # the future
+        (TODAY, TODAY - dt.timedelta(days=1), "end"),  # end before begin
+    ],
+)
 def test_dates_stay_in_the_retention_window_and_in_order(begin, end, field, form_data, frozen):
     assert field in errors(form_data(begin=begin.isoformat(), end=end.isoformat()))
 
@@ -130,8 +140,9 @@ def test_a_wrong_captcha_is_refused_and_burnt(campus_client, form_data, settings
         answer = CaptchaStore.objects.get(hashkey=key).response
         ok = campus_client.post("/", form_data(captcha_0=key, captcha_1=answer))
         assert "Report requested" in ok.content.decode()
-        reused = campus_client.post("/", form_data(captcha_0=key, captcha_1=answer,
-                                                   email="bob@cs.nthu.edu.tw"))
+        reused = campus_client.post(
+            "/", form_data(captcha_0=key, captcha_1=answer, email="bob@cs.nthu.edu.tw")
+        )
         assert "verification code was wrong" in reused.content.decode()
         assert Query.objects.count() == 1
     finally:

@@ -16,8 +16,17 @@ pytestmark = pytest.mark.django_db
 def test_the_form_renders_in_traditional_chinese(campus_client):
     campus_client.cookies["django_language"] = "zh-hant"
     html = campus_client.get("/").content.decode()
-    for text in ("SMTP 寄信紀錄查詢系統", "電子信箱", "開始日期", "結束日期", "驗證碼",
-                 "換一張圖片", "送出", "重填", "繁體中文"):
+    for text in (
+        "SMTP 寄信紀錄查詢系統",
+        "電子信箱",
+        "開始日期",
+        "結束日期",
+        "驗證碼",
+        "換一張圖片",
+        "送出",
+        "重填",
+        "繁體中文",
+    ):
         assert text in html
 
 
@@ -29,12 +38,24 @@ def test_the_help_page_renders_in_both_languages(campus_client):
 
 
 def test_the_report_renders_in_traditional_chinese(mail_events, frozen):
-    report = build_report("alice@cs.nthu.edu.tw", NOW.date() - dt.timedelta(days=30),
-                          NOW.date(), client_ip="140.114.63.228", language="zh-hant")
+    report = build_report(
+        "alice@cs.nthu.edu.tw",
+        NOW.date() - dt.timedelta(days=30),
+        NOW.date(),
+        client_ip="140.114.63.228",
+        language="zh-hant",
+    )
     message = report_message(report)
     html = message.alternatives[0][0]
     for part in (message.body, html):
-        for text in ("查詢者 IP", "統計摘要", "詳細紀錄", "總計", "回應訊息說明", "收件人地址不存在"):
+        for text in (
+            "查詢者 IP",
+            "統計摘要",
+            "詳細紀錄",
+            "總計",
+            "回應訊息說明",
+            "收件人地址不存在",
+        ):
             assert text in part
     assert message.subject.startswith("SMTP 寄信紀錄報表")
     assert translation.get_language() == "en"  # nothing leaked out of the override

@@ -26,8 +26,11 @@ REPLIES = [  # status, dsn, response
     (Status.DEFERRED, "4.4.1", "connect to mx.example.org[192.0.2.9]:25: Connection timed out"),
     (Status.DEFERRED, "4.7.1", "450 4.7.1 Greylisted, please try again in 300 seconds"),
     (Status.DEFERRED, "4.7.0", "421 4.7.0 Rate limit exceeded, too many messages"),
-    (Status.BOUNCED, "5.1.1", "550 5.1.1 <x@example.com>: Recipient address rejected: "
-                              "User unknown"),
+    (
+        Status.BOUNCED,
+        "5.1.1",
+        "550 5.1.1 <x@example.com>: Recipient address rejected: User unknown",
+    ),
     (Status.BOUNCED, "5.1.10", "550 5.1.10 RESOLVER.ADR.RecipientNotFound"),
     (Status.BOUNCED, "5.2.1", "550 5.2.1 The email account that you tried to reach is disabled"),
     (Status.BOUNCED, "5.2.2", "552 5.2.2 Mailbox full"),
@@ -47,13 +50,28 @@ def many_events(db) -> list[Event]:
     events = []
     for n, (status, dsn, response) in enumerate(REPLIES * 3):
         time = NOW - dt.timedelta(days=n % 5, minutes=n)
-        events.append(make_event(ALICE, status, time, recipient=f"r{n}@example.com",
-                                 next_hop="mx.example.com[192.0.2.25]:25" if dsn else "",
-                                 dsn=dsn, response=response, client_ip="140.114.63.228",
-                                 queue_id=f"Q{n:04d}"))
+        events.append(
+            make_event(
+                ALICE,
+                status,
+                time,
+                recipient=f"r{n}@example.com",
+                next_hop="mx.example.com[192.0.2.25]:25" if dsn else "",
+                dsn=dsn,
+                response=response,
+                client_ip="140.114.63.228",
+                queue_id=f"Q{n:04d}",
+            )
+        )
     for n in range(7):
-        events.append(make_event("bob@ee.nthu.edu.tw", Status.SENT,
-                                 NOW - dt.timedelta(days=n % 3), recipient="b@example.com"))
+        events.append(
+            make_event(
+                "bob@ee.nthu.edu.tw",
+                Status.SENT,
+                NOW - dt.timedelta(days=n % 3),
+                recipient="b@example.com",
+            )
+        )
     events.append(make_event("ALICE@cs.nthu.edu.tw.evil.org", Status.SENT, NOW))
     # before the range: must not appear
     events.append(make_event(ALICE, Status.SENT, NOW - dt.timedelta(days=31)))
@@ -93,8 +111,7 @@ def test_rows_are_numbered_oldest_first_one_per_event(many_events):
 def test_only_the_asked_senders_rows_appear(many_events):
     report = build_report(ALICE, BEGIN, END)
     queue_ids = {r.queue_id for r in report.rows}
-    theirs = Event.objects.filter(sender=ALICE, day__gte=BEGIN).values_list("queue_id",
-                                                                            flat=True)
+    theirs = Event.objects.filter(sender=ALICE, day__gte=BEGIN).values_list("queue_id", flat=True)
     assert queue_ids == set(theirs)
     assert not any("b@example.com" in r.message for r in report.rows)
     bob = build_report("bob@ee.nthu.edu.tw", BEGIN, END)
@@ -105,8 +122,10 @@ def test_the_response_message_shows_recipient_next_hop_and_reply(many_events):
     rows = build_report(ALICE, BEGIN, END).rows
     sent = next(r for r in rows if r.status == "sent")
     assert sent.message.startswith("r")
-    assert "@example.com mx.example.com[192.0.2.25]:25 (250 2.0.0 Ok: queued as 1A2B3C)" in \
-        sent.message
+    assert (
+        "@example.com mx.example.com[192.0.2.25]:25 (250 2.0.0 Ok: queued as 1A2B3C)"
+        in sent.message
+    )
     sasl = next(r for r in rows if "SASL" in r.message)
     assert "authentication failed" in sasl.message
 
@@ -114,16 +133,25 @@ def test_the_response_message_shows_recipient_next_hop_and_reply(many_events):
 def test_every_code_met_is_explained(many_events):
     report = build_report(ALICE, BEGIN, END)
     codes = [e.code for e in report.explanations]
-    for code in ("2.0.0", "4.2.2", "4.4.1", "5.1.1", "5.1.10", "5.2.1", "5.2.2", "5.4.1",
-                 "5.7.1", "5.7.26"):
+    for code in (
+        "2.0.0",
+        "4.2.2",
+        "4.4.1",
+        "5.1.1",
+        "5.1.10",
+        "5.2.1",
+        "5.2.2",
+        "5.4.1",
+        "5.7.1",
+        "5.7.26",
+    ):
         assert code in codes
     assert "4.7.x greylisting" in codes and "4.7.x rate limit" in codes
     assert "authentication failed" in codes and "rejected by the relay" in codes
     assert len(codes) == len(set(codes))
     text = {e.code: e.text for e in report.explanations}
     assert "does not exist" in text["5.1.1"]
-    zh = {e.code: e.text for e in build_report(ALICE, BEGIN, END,
-                                                language="zh-hant").explanations}
+    zh = {e.code: e.text for e in build_report(ALICE, BEGIN, END, language="zh-hant").explanations}
     assert "不存在" in zh["5.1.1"]
 
 
@@ -142,11 +170,23 @@ def test_the_email_has_both_parts_a_csv_and_the_headers(many_events, assert_emai
     assert message.to == [ALICE]
     assert message.extra_headers["Auto-Submitted"] == "auto-generated"
     assert message.subject == f"SMTP log report for {ALICE}, {BEGIN:%Y/%m/%d} to {END:%Y/%m/%d}"
-    for fragment in ("Email", ALICE, "Client IP", "140.114.63.228", "Language", "English",
-                     "Summary of logs", "Detailed logs", "Auth_blk", "Total",
-                     f"{END:%Y/%m/%d}", "5.7.26", "User unknown"):
+    for fragment in (
+        "Email",
+        ALICE,
+        "Client IP",
+        "140.114.63.228",
+        "Language",
+        "English",
+        "Summary of logs",
+        "Detailed logs",
+        "Auth_blk",
+        "Total",
+        f"{END:%Y/%m/%d}",
+        "5.7.26",
+        "User unknown",
+    ):
         assert_email_contains(fragment)
-    (name, content, mimetype), = message.attachments
+    ((name, content, mimetype),) = message.attachments
     assert name == f"smtp-log-{BEGIN:%Y%m%d}-{END:%Y%m%d}.csv" and mimetype == "text/csv"
     rows = list(csv.reader(io.StringIO(content.lstrip("\ufeff"))))
     assert rows[0][:3] == ["No.", "Sender IP", "SMTP Relay"]
@@ -185,4 +225,3 @@ def test_json_has_header_summary_and_details(many_events):
     assert data["header"]["email"] == ALICE
     assert len(data["summary"]) == 32 and data["summary"][-1]["date"] == "total"
     assert len(data["details"]) == data["summary"][-1]["sum"]
-

@@ -38,7 +38,11 @@ def test_it_sends_once_and_records_it(mail_events, frozen):
     assert sending.send_query_report(query.id).startswith("skipped")
     query.refresh_from_db()
     assert (query.outcome, query.sent_at, query.attempts, query.claimed_until) == (
-        Query.Outcome.SENT, NOW, 1, None)
+        Query.Outcome.SENT,
+        NOW,
+        1,
+        None,
+    )
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["alice@cs.nthu.edu.tw"]
 
 
@@ -56,15 +60,18 @@ def test_a_lease_of_a_dead_worker_runs_out(frozen):
     assert sending.send_query_report(query.id) == "sent"
 
 
-@pytest.mark.parametrize("error", [
-    smtplib.SMTPDataError(451, b"4.3.0 Try again later"),
-    smtplib.SMTPRecipientsRefused({"alice@cs.nthu.edu.tw": (450, b"4.2.1 busy")}),
-    smtplib.SMTPServerDisconnected("Connection unexpectedly closed"),
-    smtplib.SMTPConnectError(421, b"4.3.2 shutting down"),
-    ConnectionRefusedError(111, "Connection refused"),
-    TimeoutError("timed out"),
-    socket.gaierror(-3, "Temporary failure in name resolution"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        smtplib.SMTPDataError(451, b"4.3.0 Try again later"),
+        smtplib.SMTPRecipientsRefused({"alice@cs.nthu.edu.tw": (450, b"4.2.1 busy")}),
+        smtplib.SMTPServerDisconnected("Connection unexpectedly closed"),
+        smtplib.SMTPConnectError(421, b"4.3.2 shutting down"),
+        ConnectionRefusedError(111, "Connection refused"),
+        TimeoutError("timed out"),
+        socket.gaierror(-3, "Temporary failure in name resolution"),
+    ],
+)
 def test_transient_failures_are_retried(error, settings, frozen):
     fail_next(settings, error)
     query = make_query()
@@ -77,11 +84,14 @@ def test_transient_failures_are_retried(error, settings, frozen):
     assert len(mail.outbox) == 1
 
 
-@pytest.mark.parametrize("error", [
-    smtplib.SMTPRecipientsRefused({"alice@cs.nthu.edu.tw": (550, b"5.1.1 unknown")}),
-    smtplib.SMTPDataError(554, b"5.7.1 rejected"),
-    smtplib.SMTPSenderRefused(553, b"5.7.1 not allowed", "smtp-log-query@nthu.edu.tw"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        smtplib.SMTPRecipientsRefused({"alice@cs.nthu.edu.tw": (550, b"5.1.1 unknown")}),
+        smtplib.SMTPDataError(554, b"5.7.1 rejected"),
+        smtplib.SMTPSenderRefused(553, b"5.7.1 not allowed", "smtp-log-query@nthu.edu.tw"),
+    ],
+)
 def test_permanent_failures_are_not_retried(error, settings, frozen):
     fail_next(settings, error)
     query = make_query()
@@ -111,8 +121,9 @@ def test_the_task_retries_451_then_delivers_once(settings, mail_events, frozen):
 
 
 def test_the_task_does_not_retry_a_5xx(settings, frozen):
-    fail_next(settings, smtplib.SMTPDataError(550, b"5.7.1 no"),
-              smtplib.SMTPDataError(550, b"5.7.1 no"))
+    fail_next(
+        settings, smtplib.SMTPDataError(550, b"5.7.1 no"), smtplib.SMTPDataError(550, b"5.7.1 no")
+    )
     query = make_query()
     send_report.delay(query.id)
     query.refresh_from_db()
@@ -129,16 +140,18 @@ def test_the_sweeper_re_enqueues_lost_queries_once(frozen):
     young = make_query(created=timezone.now() - dt.timedelta(minutes=1))  # its task may come
     make_query(created=timezone.now() - dt.timedelta(minutes=10), outcome="sent")
     make_query(created=timezone.now() - dt.timedelta(minutes=10), outcome="limited")
-    retrying = make_query(created=timezone.now() - dt.timedelta(minutes=10), attempts=1,
-                          claimed_until=timezone.now() - dt.timedelta(minutes=2))
+    retrying = make_query(
+        created=timezone.now() - dt.timedelta(minutes=10),
+        attempts=1,
+        claimed_until=timezone.now() - dt.timedelta(minutes=2),
+    )
     enqueue = mock.Mock()
     assert sending.sweep(enqueue) == "1 re-enqueued, 0 given up"
     enqueue.assert_called_once_with(lost.id)
     assert sending.sweep(enqueue) == "0 re-enqueued, 0 given up"  # claimed: not twice
     frozen.shift(sending.STALE_AFTER + dt.timedelta(minutes=1))
     sending.sweep(enqueue)  # still pending long after: the first re-enqueue was lost too
-    assert [c.args[0] for c in enqueue.call_args_list] == [
-        lost.id, lost.id, young.id, retrying.id]
+    assert [c.args[0] for c in enqueue.call_args_list] == [lost.id, lost.id, young.id, retrying.id]
 
 
 def test_the_sweeper_unclaims_when_the_broker_is_still_down(frozen):
@@ -176,11 +189,13 @@ def test_cleanup_captchas_removes_expired_challenges(frozen):
     assert CaptchaStore.objects.count() == 1
 
 
-def test_logs_and_task_arguments_carry_ids_not_addresses(mail_events, frozen, caplog,
-                                                         campus_client, form_data,
-                                                         django_capture_on_commit_callbacks):
-    with mock.patch("queries.views.send_report.delay_on_commit") as enqueue, \
-            caplog.at_level("DEBUG"):
+def test_logs_and_task_arguments_carry_ids_not_addresses(
+    mail_events, frozen, caplog, campus_client, form_data, django_capture_on_commit_callbacks
+):
+    with (
+        mock.patch("queries.views.send_report.delay_on_commit") as enqueue,
+        caplog.at_level("DEBUG"),
+    ):
         campus_client.post("/", form_data())
         query = Query.objects.get()
         sending.send_query_report(query.id)

@@ -41,13 +41,24 @@ def test_it_prints_every_row_as_csv(mail_events, frozen):
 
 def test_it_prints_json_with_header_summary_and_details(mail_events, frozen):
     data = json.loads(run("alice@cs.nthu.edu.tw", "--format", "json", "--language", "zh-hant"))
-    assert data["header"] == {"email": "alice@cs.nthu.edu.tw",
-                              "begin": (NOW.date() - dt.timedelta(days=30)).isoformat(),
-                              "end": NOW.date().isoformat(), "client_ip": "",
-                              "language": "zh-hant"}
+    assert data["header"] == {
+        "email": "alice@cs.nthu.edu.tw",
+        "begin": (NOW.date() - dt.timedelta(days=30)).isoformat(),
+        "end": NOW.date().isoformat(),
+        "client_ip": "",
+        "language": "zh-hant",
+    }
     total = data["summary"][-1]
-    assert total == {"date": "total", "sum": 4, "auth_blk": 0, "auth_rcv": 1, "bounced": 1,
-                     "deferred": 1, "expired": 0, "sent": 1}
+    assert total == {
+        "date": "total",
+        "sum": 4,
+        "auth_blk": 0,
+        "auth_rcv": 1,
+        "bounced": 1,
+        "deferred": 1,
+        "expired": 0,
+        "sent": 1,
+    }
     assert [d["no"] for d in data["details"]] == [1, 2, 3, 4]
 
 
@@ -64,8 +75,14 @@ def staff_client(client):
 
 
 def test_the_admin_lists_queries_read_only(staff_client, frozen):
-    Query.objects.create(address="alice@cs.nthu.edu.tw", begin=DAY, end=DAY, language="en",
-                         created=NOW, client_ip="140.114.63.228")
+    Query.objects.create(
+        address="alice@cs.nthu.edu.tw",
+        begin=DAY,
+        end=DAY,
+        language="en",
+        created=NOW,
+        client_ip="140.114.63.228",
+    )
     page = staff_client.get("/admin/queries/query/")
     assert page.status_code == 200 and "alice@cs.nthu.edu.tw" in page.content.decode()
     assert staff_client.get("/admin/queries/query/add/").status_code == 403
@@ -75,15 +92,29 @@ def test_the_admin_lists_queries_read_only(staff_client, frozen):
 
 
 def test_the_admin_action_emails_a_report_to_the_addresss_owner(
-        staff_client, mail_events, frozen, django_capture_on_commit_callbacks):
-    asked = Query.objects.create(address="alice@cs.nthu.edu.tw", begin=DAY, end=DAY,
-                                 language="zh-hant", created=NOW, outcome="limited")
+    staff_client, mail_events, frozen, django_capture_on_commit_callbacks
+):
+    asked = Query.objects.create(
+        address="alice@cs.nthu.edu.tw",
+        begin=DAY,
+        end=DAY,
+        language="zh-hant",
+        created=NOW,
+        outcome="limited",
+    )
     with django_capture_on_commit_callbacks(execute=True):
-        response = staff_client.post("/admin/queries/query/", {
-            "action": "email_report", "_selected_action": [asked.id]}, follow=True)
+        response = staff_client.post(
+            "/admin/queries/query/",
+            {"action": "email_report", "_selected_action": [asked.id]},
+            follow=True,
+        )
     assert "1 report queued" in response.content.decode()
     new = Query.objects.get(by_staff=True)
     assert (new.address, new.begin, new.end, new.outcome) == (
-        "alice@cs.nthu.edu.tw", DAY, DAY, Query.Outcome.SENT)
+        "alice@cs.nthu.edu.tw",
+        DAY,
+        DAY,
+        Query.Outcome.SENT,
+    )
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["alice@cs.nthu.edu.tw"]
     assert "寄信紀錄" in mail.outbox[0].subject

@@ -25,13 +25,18 @@ def submit(client: Client, data: dict, capture) -> object:
 
 
 def test_a_query_is_recorded_and_its_report_sent_to_that_address_only(
-        campus_client, form_data, django_capture_on_commit_callbacks, mail_events, frozen):
+    campus_client, form_data, django_capture_on_commit_callbacks, mail_events, frozen
+):
     response = submit(campus_client, form_data(), django_capture_on_commit_callbacks)
     assert response.status_code == 200
     assert "Report requested" in response.content.decode()
     query = Query.objects.get()
     assert (query.address, query.client_ip, query.client_net, query.language) == (
-        "alice@cs.nthu.edu.tw", CAMPUS_IP, CAMPUS_IP, "en")
+        "alice@cs.nthu.edu.tw",
+        CAMPUS_IP,
+        CAMPUS_IP,
+        "en",
+    )
     assert query.begin == NOW.date() - dt.timedelta(days=30) and query.end == NOW.date()
     assert query.created == NOW
     assert query.outcome == Query.Outcome.SENT and query.sent_at == NOW
@@ -41,28 +46,34 @@ def test_a_query_is_recorded_and_its_report_sent_to_that_address_only(
     assert message.to == ["alice@cs.nthu.edu.tw"] and not message.cc and not message.bcc
 
 
-def test_the_task_gets_the_query_id_only(campus_client, form_data,
-                                         django_capture_on_commit_callbacks, frozen):
+def test_the_task_gets_the_query_id_only(
+    campus_client, form_data, django_capture_on_commit_callbacks, frozen
+):
     with mock.patch("queries.views.send_report.delay_on_commit") as enqueue:
         campus_client.post("/", form_data())
     enqueue.assert_called_once_with(Query.objects.get().id)
 
 
 def test_the_answer_is_the_same_with_and_without_records(
-        campus_client, form_data, django_capture_on_commit_callbacks, mail_events, frozen):
+    campus_client, form_data, django_capture_on_commit_callbacks, mail_events, frozen
+):
     def page(address: str) -> str:
         with CaptureQueriesContext(connection) as sql, django_capture_on_commit_callbacks():
             html = campus_client.post("/", form_data(email=address)).content.decode()
-        assert not [q for q in sql.captured_queries
-                    if "smtplog_event" in q["sql"] or "smtplog_dailycounter" in q["sql"]]
+        assert not [
+            q
+            for q in sql.captured_queries
+            if "smtplog_event" in q["sql"] or "smtplog_dailycounter" in q["sql"]
+        ]
         html = re.sub(r'name="csrfmiddlewaretoken" value="\w+"', "", html)
         return html.replace(address, "ADDRESS")
 
     assert page("alice@cs.nthu.edu.tw") == page("nobody@cs.nthu.edu.tw")
 
 
-def test_a_double_submit_sends_one_report(campus_client, form_data,
-                                          django_capture_on_commit_callbacks, frozen):
+def test_a_double_submit_sends_one_report(
+    campus_client, form_data, django_capture_on_commit_callbacks, frozen
+):
     data = form_data(token="0123456789abcdef0123456789abcdef")
     first = submit(campus_client, data, django_capture_on_commit_callbacks)
     second = submit(campus_client, data, django_capture_on_commit_callbacks)
@@ -72,25 +83,33 @@ def test_a_double_submit_sends_one_report(campus_client, form_data,
     assert len(mail.outbox) == 1
 
 
-def test_a_parallel_double_submit_records_one_query(campus_client, form_data,
-                                                    django_capture_on_commit_callbacks, frozen):
+def test_a_parallel_double_submit_records_one_query(
+    campus_client, form_data, django_capture_on_commit_callbacks, frozen
+):
     token = "0123456789abcdef0123456789abcdef"
-    first = Query.objects.create(address="alice@cs.nthu.edu.tw", begin=NOW.date(),
-                                 end=NOW.date(), language="en", created=NOW,
-                                 client_net=CAMPUS_IP, form_token=token)
+    first = Query.objects.create(
+        address="alice@cs.nthu.edu.tw",
+        begin=NOW.date(),
+        end=NOW.date(),
+        language="en",
+        created=NOW,
+        client_net=CAMPUS_IP,
+        form_token=token,
+    )
     # Both submits passed the first check before either inserted: the unique token decides.
     with mock.patch("queries.views.first_query_of", side_effect=[None, first]):
-        response = submit(campus_client, form_data(token=token),
-                          django_capture_on_commit_callbacks)
+        response = submit(campus_client, form_data(token=token), django_capture_on_commit_callbacks)
     assert response.status_code == 200 and "Report requested" in response.content.decode()
     assert Query.objects.count() == 1 and not mail.outbox
 
 
 def test_an_address_gets_at_most_three_reports_a_day(
-        campus_client, form_data, django_capture_on_commit_callbacks, frozen, settings):
+    campus_client, form_data, django_capture_on_commit_callbacks, frozen, settings
+):
     for n in range(3):
-        ok = submit(Client(REMOTE_ADDR=f"140.114.1.{n}"), form_data(),
-                    django_capture_on_commit_callbacks)
+        ok = submit(
+            Client(REMOTE_ADDR=f"140.114.1.{n}"), form_data(), django_capture_on_commit_callbacks
+        )
         assert ok.status_code == 200
     refused = submit(campus_client, form_data(), django_capture_on_commit_callbacks)
     assert refused.status_code == 429
@@ -98,62 +117,100 @@ def test_an_address_gets_at_most_three_reports_a_day(
     assert len(mail.outbox) == 3
     assert Query.objects.filter(outcome=Query.Outcome.LIMITED).count() == 1
     # other addresses are not affected; a day later this one is free again
-    assert submit(campus_client, form_data(email="bob@cs.nthu.edu.tw"),
-                  django_capture_on_commit_callbacks).status_code == 200
+    assert (
+        submit(
+            campus_client, form_data(email="bob@cs.nthu.edu.tw"), django_capture_on_commit_callbacks
+        ).status_code
+        == 200
+    )
     frozen.shift(dt.timedelta(hours=24, seconds=1))
-    assert submit(campus_client, form_data(), django_capture_on_commit_callbacks
-                  ).status_code == 200
+    assert submit(campus_client, form_data(), django_capture_on_commit_callbacks).status_code == 200
 
 
-def test_a_client_ip_asks_at_most_twenty_an_hour(form_data, django_capture_on_commit_callbacks,
-                                                 frozen):
+def test_a_client_ip_asks_at_most_twenty_an_hour(
+    form_data, django_capture_on_commit_callbacks, frozen
+):
     client = Client(REMOTE_ADDR=CAMPUS_IP)
     for n in range(20):
-        assert submit(client, form_data(email=f"u{n}@cs.nthu.edu.tw"),
-                      django_capture_on_commit_callbacks).status_code == 200
-    assert submit(client, form_data(email="u99@cs.nthu.edu.tw"),
-                  django_capture_on_commit_callbacks).status_code == 429
-    assert submit(Client(REMOTE_ADDR="140.114.9.9"), form_data(email="u99@cs.nthu.edu.tw"),
-                  django_capture_on_commit_callbacks).status_code == 200
+        assert (
+            submit(
+                client, form_data(email=f"u{n}@cs.nthu.edu.tw"), django_capture_on_commit_callbacks
+            ).status_code
+            == 200
+        )
+    assert (
+        submit(
+            client, form_data(email="u99@cs.nthu.edu.tw"), django_capture_on_commit_callbacks
+        ).status_code
+        == 429
+    )
+    assert (
+        submit(
+            Client(REMOTE_ADDR="140.114.9.9"),
+            form_data(email="u99@cs.nthu.edu.tw"),
+            django_capture_on_commit_callbacks,
+        ).status_code
+        == 200
+    )
     frozen.shift(dt.timedelta(hours=1, seconds=1))
-    assert submit(client, form_data(email="u98@cs.nthu.edu.tw"),
-                  django_capture_on_commit_callbacks).status_code == 200
+    assert (
+        submit(
+            client, form_data(email="u98@cs.nthu.edu.tw"), django_capture_on_commit_callbacks
+        ).status_code
+        == 200
+    )
 
 
-def test_ipv6_clients_are_limited_per_64(form_data, django_capture_on_commit_callbacks, frozen,
-                                         settings):
+def test_ipv6_clients_are_limited_per_64(
+    form_data, django_capture_on_commit_callbacks, frozen, settings
+):
     import ipaddress
 
     settings.SMTPLOG_CAMPUS_NETWORKS = [ipaddress.ip_network("2001:288:1001::/48")]
     settings.SMTPLOG_LIMIT_PER_IP = 2
     for n in (1, 2):
         client = Client(REMOTE_ADDR=f"2001:288:1001:7::{n}")
-        assert submit(client, form_data(email=f"u{n}@cs.nthu.edu.tw"),
-                      django_capture_on_commit_callbacks).status_code == 200
+        assert (
+            submit(
+                client, form_data(email=f"u{n}@cs.nthu.edu.tw"), django_capture_on_commit_callbacks
+            ).status_code
+            == 200
+        )
     same_64 = Client(REMOTE_ADDR="2001:288:1001:7:ffff::3")
-    assert submit(same_64, form_data(email="u3@cs.nthu.edu.tw"),
-                  django_capture_on_commit_callbacks).status_code == 429
+    assert (
+        submit(
+            same_64, form_data(email="u3@cs.nthu.edu.tw"), django_capture_on_commit_callbacks
+        ).status_code
+        == 429
+    )
     other_64 = Client(REMOTE_ADDR="2001:288:1001:8::3")
-    assert submit(other_64, form_data(email="u3@cs.nthu.edu.tw"),
-                  django_capture_on_commit_callbacks).status_code == 200
+    assert (
+        submit(
+            other_64, form_data(email="u3@cs.nthu.edu.tw"), django_capture_on_commit_callbacks
+        ).status_code
+        == 200
+    )
     assert Query.objects.filter(client_net="2001:288:1001:7::/64").count() == 3
 
 
-def test_the_limited_page_is_localized(campus_client, form_data,
-                                       django_capture_on_commit_callbacks, frozen, settings):
+def test_the_limited_page_is_localized(
+    campus_client, form_data, django_capture_on_commit_callbacks, frozen, settings
+):
     settings.SMTPLOG_LIMIT_PER_ADDRESS = 1
     submit(campus_client, form_data(), django_capture_on_commit_callbacks)
-    refused = submit(campus_client, form_data(language="zh-hant"),
-                     django_capture_on_commit_callbacks)
+    refused = submit(
+        campus_client, form_data(language="zh-hant"), django_capture_on_commit_callbacks
+    )
     assert refused.status_code == 429
     assert "請求次數過多" in refused.content.decode()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_broker_outage_shows_the_delay_page_and_keeps_the_query(campus_client, form_data,
-                                                                  frozen):
-    with mock.patch("queries.tasks.send_report.apply_async",
-                    side_effect=OperationalError("Error 111 connecting to 127.0.0.1:1")):
+def test_a_broker_outage_shows_the_delay_page_and_keeps_the_query(campus_client, form_data, frozen):
+    with mock.patch(
+        "queries.tasks.send_report.apply_async",
+        side_effect=OperationalError("Error 111 connecting to 127.0.0.1:1"),
+    ):
         response = campus_client.post("/", form_data(language="zh-hant"))
     assert response.status_code == 202
     assert "延遲" in response.content.decode()
@@ -162,10 +219,12 @@ def test_a_broker_outage_shows_the_delay_page_and_keeps_the_query(campus_client,
     assert not mail.outbox
 
 
-def test_the_language_chosen_in_the_form_sticks(campus_client, form_data,
-                                                django_capture_on_commit_callbacks, frozen):
-    response = submit(campus_client, form_data(language="zh-hant"),
-                      django_capture_on_commit_callbacks)
+def test_the_language_chosen_in_the_form_sticks(
+    campus_client, form_data, django_capture_on_commit_callbacks, frozen
+):
+    response = submit(
+        campus_client, form_data(language="zh-hant"), django_capture_on_commit_callbacks
+    )
     assert response.cookies["django_language"].value == "zh-hant"
     assert Query.objects.get().language == "zh-hant"
     assert "[SMTP" not in mail.outbox[0].subject

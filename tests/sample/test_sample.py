@@ -25,11 +25,17 @@ from django.core.management.base import CommandError
 from smtplog.sample import COLUMNS, Expected, generate
 from tests.services import require_program
 
-MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
-                                       "Sep", "Oct", "Nov", "Dec"), start=1)}
+MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
+        start=1,
+    )
+}
 CLASSIC = re.compile(r"^(\w{3}) ([ \d]\d) (\d\d):(\d\d):(\d\d) (\S+) (\S+?)(\[\d+\])?: ")
 RFC3339 = re.compile(
-    r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)\.(\d{6})([+-]\d\d:\d\d) (\S+) (\S+?)(\[\d+\])?: ")
+    r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)\.(\d{6})([+-]\d\d:\d\d) (\S+) (\S+?)(\[\d+\])?: "
+)
 LAB = "lab-server@phys.nthu.edu.tw"
 TAIPEI = ZoneInfo("Asia/Taipei")
 REPO = Path(__file__).resolve().parents[2]
@@ -47,6 +53,7 @@ def month(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Expected]:
 
 def relay_files(root: Path, relay: dict) -> list[Path]:
     """A relay's files, oldest first (mail.log.N.gz ... mail.log.1, mail.log)."""
+
     def age(path: Path) -> int:
         parts = path.name.split(".")
         return int(parts[2]) if len(parts) > 2 else 0
@@ -128,33 +135,49 @@ def local_time(line: str, year: int) -> datetime:
 
 
 def test_the_same_seed_writes_the_same_bytes_and_counts_and_another_seed_does_not(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     options = "days=3, end=date(2025, 5, 7), messages_per_day=40"
     generate(tmp_path / "a", days=3, end=date(2025, 5, 7), messages_per_day=40, seed=5)
     generate(tmp_path / "c", days=3, end=date(2025, 5, 7), messages_per_day=40, seed=6)
     # another process, with another string hash seed: no set order may leak into the output
-    subprocess.run([sys.executable, "-c", "from datetime import date; "
-                    "from smtplog.sample import generate; "
-                    f"generate({str(tmp_path / 'b')!r}, {options}, seed=5)"],
-                   cwd=REPO, env={**os.environ, "PYTHONHASHSEED": "12345"}, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from datetime import date; "
+            "from smtplog.sample import generate; "
+            f"generate({str(tmp_path / 'b')!r}, {options}, seed=5)",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+        check=True,
+    )
 
     def written(name: str) -> dict[str, tuple[bytes, float]]:
         """Contents, and the mtimes the generator sets (those of the log files)."""
-        return {p.relative_to(tmp_path / name).as_posix():
-                (p.read_bytes(), p.stat().st_mtime if p.name.startswith("mail.log") else 0)
-                for p in sorted((tmp_path / name).rglob("*")) if p.is_file()}
+        return {
+            p.relative_to(tmp_path / name).as_posix(): (
+                p.read_bytes(),
+                p.stat().st_mtime if p.name.startswith("mail.log") else 0,
+            )
+            for p in sorted((tmp_path / name).rglob("*"))
+            if p.is_file()
+        }
 
     assert written("a") == written("b")
     assert written("a").keys() == written("c").keys() and written("a") != written("c")
 
 
 def test_each_relay_rotates_daily_at_25_past_six_keeping_dot_one_plain_and_older_files_gzipped(
-        month: tuple[Path, Expected]) -> None:
+    month: tuple[Path, Expected],
+) -> None:
     root, expected = month
     for relay in expected.relays:
         files = relay_files(root, relay)
         assert [f.name for f in files] == (
-            [f"mail.log.{n}.gz" for n in range(6, 1, -1)] + ["mail.log.1", "mail.log"])
+            [f"mail.log.{n}.gz" for n in range(6, 1, -1)] + ["mail.log.1", "mail.log"]
+        )
         for path in files:
             gzipped = path.read_bytes()[:2] == b"\x1f\x8b"
             assert gzipped == (path.suffix == ".gz")
@@ -175,8 +198,7 @@ def test_each_file_s_mtime_is_the_time_of_its_last_line(month: tuple[Path, Expec
             assert mtime.replace(tzinfo=None, microsecond=0) == local_time(last, year), path
 
 
-def test_classic_timestamps_carry_each_line_into_the_new_year(
-        month: tuple[Path, Expected]) -> None:
+def test_classic_timestamps_carry_each_line_into_the_new_year(month: tuple[Path, Expected]) -> None:
     root, expected = month
     assert (expected.first_day, expected.last_day) == (date(2024, 12, 29), date(2025, 1, 3))
     for relay in expected.relays:
@@ -197,10 +219,17 @@ def test_classic_timestamps_carry_each_line_into_the_new_year(
 
 
 def test_rfc3339_lines_carry_microseconds_and_the_offset_of_their_local_time(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     # Berlin moves its clocks on 30 March 2025: a day of 23 hours, offsets +01:00 then +02:00
-    expected = generate(tmp_path, days=3, end=date(2025, 3, 31), messages_per_day=60,
-                        tz="Europe/Berlin", timestamp_format="rfc3339")
+    expected = generate(
+        tmp_path,
+        days=3,
+        end=date(2025, 3, 31),
+        messages_per_day=60,
+        tz="Europe/Berlin",
+        timestamp_format="rfc3339",
+    )
     offsets = set()
     for relay in expected.relays:
         previous = None
@@ -219,7 +248,8 @@ def test_rfc3339_lines_carry_microseconds_and_the_offset_of_their_local_time(
 
 
 def test_expected_counts_equal_an_independent_recount_of_the_written_lines(
-        month: tuple[Path, Expected]) -> None:
+    month: tuple[Path, Expected],
+) -> None:
     root, expected = month
     got, unmapped = recount(root)
     assert unmapped == []  # every bare login that failed also authenticated somewhere
@@ -230,7 +260,8 @@ def test_expected_counts_equal_an_independent_recount_of_the_written_lines(
 
 
 def test_the_lab_server_s_sent_bounced_deferred_and_expired_follow_from_plain_string_tests(
-        month: tuple[Path, Expected]) -> None:
+    month: tuple[Path, Expected],
+) -> None:
     """A server relaying without SASL: its queue IDs are those of its qmgr from= lines."""
     root, expected = month
     counted = dict.fromkeys(("sent", "bounced", "deferred", "expired"), 0)
@@ -255,7 +286,8 @@ def test_the_lab_server_s_sent_bounced_deferred_and_expired_follow_from_plain_st
 
 @pytest.mark.parametrize("relay_index", [0, 1, 2])
 def test_pflogsumm_reports_the_expected_totals_of_a_day(
-        month: tuple[Path, Expected], relay_index: int, tmp_path: Path) -> None:
+    month: tuple[Path, Expected], relay_index: int, tmp_path: Path
+) -> None:
     pflogsumm = require_program("pflogsumm")
     root, expected = month
     relay = expected.relays[relay_index]
@@ -263,49 +295,82 @@ def test_pflogsumm_reports_the_expected_totals_of_a_day(
     lines = [line for line in all_lines(root, relay) if line.startswith("Dec 31 ")]
     log = tmp_path / "day.log"
     log.write_text("\n".join(lines) + "\n")
-    report = subprocess.run([pflogsumm, f"--syslog-name={relay['syslog_name']}", str(log)],
-                            capture_output=True, text=True, check=True).stdout
+    report = subprocess.run(
+        [pflogsumm, f"--syslog-name={relay['syslog_name']}", str(log)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     totals = report.split("Per-Hour Traffic Summary")[0]
 
     def total(label: str) -> int:
         return int(re.search(rf"^\s+(\d+)\s+{label}\b", totals, re.MULTILINE)[1])
 
-    got = {"received": total("received"), "delivered": total("delivered"),
-           "deferrals": int(re.search(r"\((\d+)\s+deferrals\)", totals)[1]),
-           "bounced": total("bounced"), "rejected": total("rejected")}
+    got = {
+        "received": total("received"),
+        "delivered": total("delivered"),
+        "deferrals": int(re.search(r"\((\d+)\s+deferrals\)", totals)[1]),
+        "bounced": total("bounced"),
+        "rejected": total("rejected"),
+    }
     assert got == expected.pflogsumm[relay["host"]][day.isoformat()]
     assert got["delivered"] > 0 and got["deferrals"] > 0
 
 
 def test_the_month_holds_every_line_kind_the_ingestion_must_survive(
-        month: tuple[Path, Expected]) -> None:
+    month: tuple[Path, Expected],
+) -> None:
     root, expected = month
     short, long = (all_lines(root, r) for r in (expected.relays[0], expected.relays[2]))
     text = "\n".join(short + all_lines(root, expected.relays[1]) + long)
     assert [r["syslog_name"] for r in expected.relays] == ["postfix", "postfix", "postfix-out"]
     assert all(" postfix-out/" in line or " postfix/" not in line for line in long)
-    assert re.search(r"postfix-out/qmgr\[\d+\]: [0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10}z\w+: ",
-                     "\n".join(long))
+    assert re.search(
+        r"postfix-out/qmgr\[\d+\]: [0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10}z\w+: ", "\n".join(long)
+    )
     assert re.search(r"postfix/qmgr\[\d+\]: [0-9A-F]{10,12}: ", "\n".join(short))
     for needle in (
-        "/submission/smtpd[", "sasl_method=PLAIN, sasl_username=alice\n",
+        "/submission/smtpd[",
+        "sasl_method=PLAIN, sasl_username=alice\n",
         "client=webmail.nthu.edu.tw[140.114.64.10], sasl_method=LOGIN",
-        "/10025/smtpd[", ": client=localhost[127.0.0.1]\n",
-        "relay=127.0.0.1[127.0.0.1]:10024", "status=bounced (host 127.0.0.1[127.0.0.1] said: 554",
-        "250 2.0.0 OK  ", " - gsmtp)", "dsn=5.1.1, status=bounced", "dsn=5.7.26, status=bounced",
-        "dsn=4.7.0, status=deferred", "Connection timed out", "postfix/error[",
-        "delivery temporarily suspended", "status=expired, returned to sender",
-        "sender non-delivery notification:", ": from=<>, size=", "NOQUEUE: reject: RCPT from",
-        ": reject: RCPT from", "Relay access denied", "SASL LOGIN authentication failed: UGFzc3dvcmQ6",
-        "authentication failure, sasl_username=alice\n", "postfix/postscreen[", "DNSBL rank",
-        "postfix/anvil[", "amavis[", "Passed CLEAN", "opendkim[", "dovecot: auth-worker(",
-        "TLS connection established", ": removed\n", "conn_use=", "from=<WLin@math.nthu.edu.tw>",
+        "/10025/smtpd[",
+        ": client=localhost[127.0.0.1]\n",
+        "relay=127.0.0.1[127.0.0.1]:10024",
+        "status=bounced (host 127.0.0.1[127.0.0.1] said: 554",
+        "250 2.0.0 OK  ",
+        " - gsmtp)",
+        "dsn=5.1.1, status=bounced",
+        "dsn=5.7.26, status=bounced",
+        "dsn=4.7.0, status=deferred",
+        "Connection timed out",
+        "postfix/error[",
+        "delivery temporarily suspended",
+        "status=expired, returned to sender",
+        "sender non-delivery notification:",
+        ": from=<>, size=",
+        "NOQUEUE: reject: RCPT from",
+        ": reject: RCPT from",
+        "Relay access denied",
+        "SASL LOGIN authentication failed: UGFzc3dvcmQ6",
+        "authentication failure, sasl_username=alice\n",
+        "postfix/postscreen[",
+        "DNSBL rank",
+        "postfix/anvil[",
+        "amavis[",
+        "Passed CLEAN",
+        "opendkim[",
+        "dovecot: auth-worker(",
+        "TLS connection established",
+        ": removed\n",
+        "conn_use=",
+        "from=<WLin@math.nthu.edu.tw>",
     ):
         assert needle in text, needle
 
 
 def test_short_queue_ids_are_reused_after_removal_and_new_ids_may_be_logged_first(
-        month: tuple[Path, Expected]) -> None:
+    month: tuple[Path, Expected],
+) -> None:
     root, expected = month
     reused = before = 0
     for relay in expected.relays[:2]:
@@ -325,7 +390,8 @@ def test_short_queue_ids_are_reused_after_removal_and_new_ids_may_be_logged_firs
 
 
 def test_deferred_messages_are_retried_across_days_and_rotated_files(
-        month: tuple[Path, Expected]) -> None:
+    month: tuple[Path, Expected],
+) -> None:
     root, expected = month
     spans = 0
     for relay in expected.relays:
@@ -339,16 +405,23 @@ def test_deferred_messages_are_retried_across_days_and_rotated_files(
 
 
 def test_the_heaviest_senders_cross_an_alert_threshold_on_some_days(
-        month: tuple[Path, Expected]) -> None:
+    month: tuple[Path, Expected],
+) -> None:
     _, expected = month
-    alerts = {(sender, day) for sender, days in expected.counts.items()
-              for day, row in days.items()
-              if sum(row.values()) >= 250 or row.get("bounced", 0) >= 10}
+    alerts = {
+        (sender, day)
+        for sender, days in expected.counts.items()
+        for day, row in days.items()
+        if sum(row.values()) >= 250 or row.get("bounced", 0) >= 10
+    }
     assert ("alice@cs.nthu.edu.tw", "2025-01-02") in alerts  # the stolen password
     assert ("noreply@nthu.edu.tw", "2024-12-30") in alerts  # Monday's announcements
     assert len(alerts) < 6
-    assert all(set(row) <= set(COLUMNS) and all(row.values())
-               for days in expected.counts.values() for row in days.values())
+    assert all(
+        set(row) <= set(COLUMNS) and all(row.values())
+        for days in expected.counts.values()
+        for row in days.values()
+    )
 
 
 def test_a_second_run_replaces_the_files_of_the_first(tmp_path: Path) -> None:
@@ -360,9 +433,24 @@ def test_a_second_run_replaces_the_files_of_the_first(tmp_path: Path) -> None:
 
 def test_the_command_writes_a_sample_and_prints_a_one_line_summary(tmp_path: Path) -> None:
     out = StringIO()
-    call_command("make_sample_maillog", "--out", str(tmp_path), "--days", "2", "--end",
-                 "2025-05-07", "--relays", "2", "--messages-per-day", "30", "--seed", "3",
-                 "--format", "rfc3339", stdout=out)
+    call_command(
+        "make_sample_maillog",
+        "--out",
+        str(tmp_path),
+        "--days",
+        "2",
+        "--end",
+        "2025-05-07",
+        "--relays",
+        "2",
+        "--messages-per-day",
+        "30",
+        "--seed",
+        "3",
+        "--format",
+        "rfc3339",
+        stdout=out,
+    )
     expected = Expected.load(tmp_path)
     summary = out.getvalue()
     assert summary.count("\n") == 1
@@ -373,15 +461,18 @@ def test_the_command_writes_a_sample_and_prints_a_one_line_summary(tmp_path: Pat
     assert (tmp_path / "smtp2" / "mail.log").read_text()[:4] == "2025"
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--days", "0"], "days must be at least 1"),
-    (["--end", "2025-02-30"], "--end must be a date as YYYY-MM-DD"),
-    (["--relays", "0"], "relays must be between 1 and 9"),
-    (["--messages-per-day", "-5"], "messages per day must be at least 1"),
-    (["--tz", "Mars/Olympus"], "unknown time zone 'Mars/Olympus'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--days", "0"], "days must be at least 1"),
+        (["--end", "2025-02-30"], "--end must be a date as YYYY-MM-DD"),
+        (["--relays", "0"], "relays must be between 1 and 9"),
+        (["--messages-per-day", "-5"], "messages per day must be at least 1"),
+        (["--tz", "Mars/Olympus"], "unknown time zone 'Mars/Olympus'"),
+    ],
+)
 def test_the_command_refuses_bad_input_with_a_clear_message(
-        tmp_path: Path, args: list[str], message: str) -> None:
+    tmp_path: Path, args: list[str], message: str
+) -> None:
     with pytest.raises(CommandError, match=re.escape(message)):
         call_command("make_sample_maillog", "--out", str(tmp_path), *args)
-

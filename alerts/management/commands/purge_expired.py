@@ -17,8 +17,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--dry-run", action="store_true",
-                            help="count what would be deleted; delete nothing")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="count what would be deleted; delete nothing"
+        )
 
     def handle(self, *args, dry_run: bool = False, verbosity: int = 1, **options) -> None:
         moment = retention.cutoff()
@@ -26,8 +27,10 @@ class Command(BaseCommand):
         if not verbosity:
             return
         verb = "would delete" if dry_run else "deleted"
-        self.stdout.write(f"Retention {settings.SMTPLOG_RETENTION_DAYS} days: cutoff "
-                          f"{timezone.localtime(moment):%Y-%m-%d %H:%M %Z}")
+        self.stdout.write(
+            f"Retention {settings.SMTPLOG_RETENTION_DAYS} days: cutoff "
+            f"{timezone.localtime(moment):%Y-%m-%d %H:%M %Z}"
+        )
         for kind, n in counts.items():
             self.stdout.write(f"  {kind}: {n}")
         self.stdout.write(self.style.SUCCESS(f"{verb} {sum(counts.values())} rows"))

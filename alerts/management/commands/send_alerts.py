@@ -25,15 +25,26 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--date", type=local_day, help="only this local day (YYYY-MM-DD)")
-        parser.add_argument("--dry-run", action="store_true",
-                            help="show who would be alerted and why; send and record nothing")
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="show who would be alerted and why; send and record nothing",
+        )
 
-    def handle(self, *args, date: dt.date | None = None, dry_run: bool = False,
-               verbosity: int = 1, **options) -> None:
+    def handle(
+        self,
+        *args,
+        date: dt.date | None = None,
+        dry_run: bool = False,
+        verbosity: int = 1,
+        **options,
+    ) -> None:
         days = [date] if date else alerting.catch_up_days()
         if date and not self.alertable(date):
-            raise CommandError(f"{date} cannot be alerted: it is not over yet, or its events "
-                               "are partly purged already")
+            raise CommandError(
+                f"{date} cannot be alerted: it is not over yet, or its events "
+                "are partly purged already"
+            )
         for day in days:
             self.show(day, verbosity)
         if dry_run:

@@ -20,19 +20,25 @@ def day(value: str) -> dt.date:
 
 
 class Command(BaseCommand):
-    help = ("Print the report of ADDRESS's mail between two local days (default: the last "
-            "31 days), as text, CSV (every detail row) or JSON (header, summary, details).")
+    help = (
+        "Print the report of ADDRESS's mail between two local days (default: the last "
+        "31 days), as text, CSV (every detail row) or JSON (header, summary, details)."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("address")
         parser.add_argument("--begin", type=day, help="first day, YYYY-MM-DD")
         parser.add_argument("--end", type=day, help="last day, YYYY-MM-DD")
         parser.add_argument("--format", choices=("text", "csv", "json"), default="text")
-        parser.add_argument("--language", choices=[code for code, _ in settings.LANGUAGES],
-                            default=settings.LANGUAGE_CODE)
+        parser.add_argument(
+            "--language",
+            choices=[code for code, _ in settings.LANGUAGES],
+            default=settings.LANGUAGE_CODE,
+        )
 
-    def handle(self, *args, address: str, begin, end, format: str, language: str,
-               **options) -> None:
+    def handle(
+        self, *args, address: str, begin, end, format: str, language: str, **options
+    ) -> None:
         first, last = default_range()
         begin, end = begin or first, end or last
         if begin > end:
@@ -45,5 +51,6 @@ class Command(BaseCommand):
         else:
             self.stdout.write(render_text(report), ending="")
         if options["verbosity"] > 1:
-            self.stderr.write(self.style.SUCCESS(
-                f"{len(report.rows)} detail rows, {report.total.total} counted"))
+            self.stderr.write(
+                self.style.SUCCESS(f"{len(report.rows)} detail rows, {report.total.total} counted")
+            )

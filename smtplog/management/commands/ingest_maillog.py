@@ -19,10 +19,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("paths", nargs="+", help="files or globs, e.g. '/var/log/mail.log*'")
-        parser.add_argument("--follow", action="store_true",
-                            help="keep reading as the files grow and rotate (Ctrl-C stops)")
-        parser.add_argument("--interval", type=float, default=2.0,
-                            help="seconds between reads with --follow (default 2)")
+        parser.add_argument(
+            "--follow",
+            action="store_true",
+            help="keep reading as the files grow and rotate (Ctrl-C stops)",
+        )
+        parser.add_argument(
+            "--interval",
+            type=float,
+            default=2.0,
+            help="seconds between reads with --follow (default 2)",
+        )
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def handle(self, *args, paths, follow, interval, no_progress, verbosity, **options):
@@ -46,8 +53,13 @@ class Command(BaseCommand):
             raise CommandError(f"ingestion stopped: {exc}") from None
 
     def run_once(self, paths: list[str], show_progress: bool) -> Summary:
-        bar = tqdm(unit=" lines", unit_scale=True, disable=not show_progress,
-                   file=self.stderr._out, mininterval=0.5)
+        bar = tqdm(
+            unit=" lines",
+            unit_scale=True,
+            disable=not show_progress,
+            file=self.stderr._out,
+            mininterval=0.5,
+        )
         with bar:
             return ingest(paths, progress=bar.update)
 

@@ -45,9 +45,13 @@ class Command(BaseCommand):
             writer.writerow([r["sender"], *(r[c] for c in COLUMNS)])
 
     def write_json(self, rows) -> None:
-        out = [{"sender": r["sender"], **{h.lower(): r[c] for h, c in zip(HEADINGS, COLUMNS,
-                                                                         strict=True)}}
-               for r in rows]
+        out = [
+            {
+                "sender": r["sender"],
+                **{h.lower(): r[c] for h, c in zip(HEADINGS, COLUMNS, strict=True)},
+            }
+            for r in rows
+        ]
         self.stdout.write(json.dumps(out, indent=2))
 
 

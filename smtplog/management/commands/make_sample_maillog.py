@@ -23,19 +23,33 @@ class Command(BaseCommand):
         parser.add_argument("--out", required=True, type=Path, help="directory to write into")
         parser.add_argument("--days", type=int, default=31, help="local days (default 31)")
         parser.add_argument("--end", help="last day, YYYY-MM-DD (default: today, local time)")
-        parser.add_argument("--relays", type=int, default=3,
-                            help=f"relay hosts, 1-{sample.MAX_RELAYS} (default 3; with 2 or "
-                                 "more the last logs as postfix-out with long queue IDs)")
-        parser.add_argument("--messages-per-day", type=int, default=300,
-                            help="mean messages submitted to the cluster a day (default 300)")
-        parser.add_argument("--senders", type=int, default=60,
-                            help="distinct sender accounts (default 60)")
+        parser.add_argument(
+            "--relays",
+            type=int,
+            default=3,
+            help=f"relay hosts, 1-{sample.MAX_RELAYS} (default 3; with 2 or "
+            "more the last logs as postfix-out with long queue IDs)",
+        )
+        parser.add_argument(
+            "--messages-per-day",
+            type=int,
+            default=300,
+            help="mean messages submitted to the cluster a day (default 300)",
+        )
+        parser.add_argument(
+            "--senders", type=int, default=60, help="distinct sender accounts (default 60)"
+        )
         parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-        parser.add_argument("--format", choices=sample.FORMATS, default="classic",
-                            dest="timestamp_format",
-                            help="syslog timestamps: classic (Mmm dd hh:mm:ss) or rfc3339")
-        parser.add_argument("--tz", default=None,
-                            help="time zone of the logs' local days (default: TIME_ZONE)")
+        parser.add_argument(
+            "--format",
+            choices=sample.FORMATS,
+            default="classic",
+            dest="timestamp_format",
+            help="syslog timestamps: classic (Mmm dd hh:mm:ss) or rfc3339",
+        )
+        parser.add_argument(
+            "--tz", default=None, help="time zone of the logs' local days (default: TIME_ZONE)"
+        )
 
     def handle(self, *args, **options) -> None:
         end = _parse_day(options["end"]) if options["end"] else None
@@ -44,17 +58,24 @@ class Command(BaseCommand):
             raise CommandError(f"--out {out} exists and is not a directory")
         try:
             expected = sample.generate(
-                out, days=options["days"], end=end, relays=options["relays"],
-                messages_per_day=options["messages_per_day"], seed=options["seed"],
+                out,
+                days=options["days"],
+                end=end,
+                relays=options["relays"],
+                messages_per_day=options["messages_per_day"],
+                seed=options["seed"],
                 tz=options["tz"] or settings.TIME_ZONE,
-                timestamp_format=options["timestamp_format"], senders=options["senders"])
+                timestamp_format=options["timestamp_format"],
+                senders=options["senders"],
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
             f"Wrote {len(expected.files)} files ({len(expected.relays)} relays), "
             f"{expected.lines:,} lines, {options['senders']:,} sender accounts "
             f"({len(expected.counts):,} addresses with counts), {expected.first_day} to "
-            f"{expected.last_day}, to {out}; expected counts in {out / 'expected.json'}")
+            f"{expected.last_day}, to {out}; expected counts in {out / 'expected.json'}"
+        )
 
 
 def _parse_day(text: str) -> date:
