@@ -21,9 +21,9 @@ from django.db.models.functions import StrIndex, Substr
 from django.utils import timezone
 
 from alerts.models import Alert
-from alerts.retention import cutoff
 from smtplog.emails import make_message
 from smtplog.models import COUNTER_FIELDS, NULL_SENDER, DailyCounter, Event, Status
+from smtplog.retention import cutoff
 
 # The mail is bilingual (we don't know the sender's language): these templates switch
 # language per section; this is the language everything outside them renders in.

@@ -6,7 +6,7 @@ import smtplib
 
 from celery import shared_task
 
-from alerts import alerting, retention
+from alerts import alerting
 
 
 @shared_task
@@ -29,9 +29,3 @@ def send_daily_alerts() -> str:
 )
 def send_alert(alert_id: int) -> str:
     return alerting.deliver(alert_id)
-
-
-@shared_task
-def purge_expired_data() -> str:
-    deleted = retention.purge()
-    return ", ".join(f"{kind}: {n}" for kind, n in deleted.items())

@@ -8,10 +8,10 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from queries.forms import retention_window
 from queries.models import Query
 from queries.tasks import send_report
 from smtplog.admin import ReadOnlyAdmin
+from smtplog.retention import retention_window
 
 
 @admin.register(Query)

@@ -17,6 +17,8 @@ from django.utils import timezone
 from django.utils.translation import get_language_info
 from django.utils.translation import gettext_lazy as _
 
+from smtplog.retention import retention_window
+
 # A plain dot-atom local part: no quotes, no %, !, @ or other source-routing characters.
 LOCAL_PART = re.compile(r"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*")
 LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -63,12 +65,6 @@ def validate_campus_address(address: str) -> None:
             code="not_campus",
             params={"domains": ", ".join(settings.SMTPLOG_CAMPUS_DOMAINS)},
         )
-
-
-def retention_window(today: dt.date | None = None) -> tuple[dt.date, dt.date]:
-    """The first and last local day a query may ask about."""
-    today = today or timezone.localdate()
-    return today - dt.timedelta(days=settings.SMTPLOG_RETENTION_DAYS - 1), today
 
 
 def default_range(today: dt.date | None = None) -> tuple[dt.date, dt.date]:

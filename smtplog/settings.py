@@ -199,7 +199,8 @@ SMTPLOG_CAMPUS_NETWORKS = env_networks(
 # the TCP peer is the client). Anything a client puts in the header beyond them is ignored.
 SMTPLOG_TRUSTED_PROXY_COUNT = env_int("SMTPLOG_TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10)
 
-# Retention: events, messages, counters, queries and alerts older than this are purged.
+# Retention: events, messages, counters, queries and alerts older than this are purged
+# (smtplog.retention).
 SMTPLOG_RETENTION_DAYS = env_int("SMTPLOG_RETENTION_DAYS", 31, minimum=1, maximum=3660)
 
 # Query form abuse limits
@@ -252,7 +253,7 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 3 * 3600},
     },
     "purge-expired-data": {
-        "task": "alerts.tasks.purge_expired_data",
+        "task": "smtplog.tasks.purge_expired_data",
         "schedule": crontab(hour=3, minute=30),
         "options": {"expires": 3 * 3600},
     },

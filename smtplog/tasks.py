@@ -6,7 +6,7 @@ import datetime as dt
 
 from celery import shared_task
 
-from smtplog import store
+from smtplog import retention, store
 
 
 @shared_task
@@ -28,3 +28,10 @@ def ingest_configured_logs() -> str:
     except IngestBusy:
         return "busy: another ingester is running"
     return f"{summary.lines} lines, {summary.events} events, {len(summary.errors)} errors"
+
+
+@shared_task
+def purge_expired_data() -> str:
+    """Nightly: delete every kind of row older than the retention window, in batches."""
+    deleted = retention.purge()
+    return ", ".join(f"{kind}: {n}" for kind, n in deleted.items())

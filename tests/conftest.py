@@ -6,6 +6,7 @@ import datetime as dt
 import zoneinfo
 
 import pytest
+import time_machine
 from django.core import mail
 from django.test import Client
 
@@ -17,6 +18,13 @@ TZ = zoneinfo.ZoneInfo("Asia/Taipei")
 NOW = dt.datetime(2026, 11, 20, 10, 0, tzinfo=TZ)
 CAMPUS_IP = "140.114.63.228"
 OUTSIDE_IP = "203.0.113.9"
+
+
+@pytest.fixture
+def frozen():
+    """The clock stopped at NOW; the test may move it (`frozen.shift(...)`)."""
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
 
 
 @pytest.fixture

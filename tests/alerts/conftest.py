@@ -1,4 +1,4 @@
-"""Fixtures of the alert, purge and dashboard tests: heavy senders, frozen time, the catalogue."""
+"""Fixtures of the alert and dashboard tests: heavy senders, the catalogue."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import time_machine
 from django.utils.translation import trans_real
 
 from smtplog.models import DailyCounter, Event, Status
 from smtplog.store import add_events
-from tests.conftest import NOW, TZ, make_event
+from tests.conftest import TZ, make_event
 
 YESTERDAY = dt.date(2026, 11, 19)  # the day the nightly pass at NOW alerts
 REPO = Path(__file__).resolve().parents[2]
@@ -33,12 +32,6 @@ def alerts_catalogue() -> None:
         stdout=subprocess.DEVNULL,
     )
     trans_real._translations = {}  # forget catalogues loaded before the .mo existed
-
-
-@pytest.fixture
-def frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield NOW
 
 
 def counter(sender: str, day: dt.date = YESTERDAY, **counts: int) -> DailyCounter:

@@ -41,7 +41,7 @@ def test_the_schedule_holds_every_periodic_task_of_the_issue():
     assert {
         "smtplog.tasks.ingest_configured_logs",
         "alerts.tasks.send_daily_alerts",
-        "alerts.tasks.purge_expired_data",
+        "smtplog.tasks.purge_expired_data",
         "queries.tasks.sweep_pending_queries",
         "queries.tasks.cleanup_captchas",
     } <= tasks

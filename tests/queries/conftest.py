@@ -1,11 +1,10 @@
-"""Fixtures of the query form tests: a frozen clock, form data, a heavier sender."""
+"""Fixtures of the query form tests: form data, a heavier sender."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
-import time_machine
 from django.conf import settings
 from django.utils import translation
 
@@ -17,12 +16,6 @@ def default_language():
     """Requests in the test client activate their language; keep it from leaking."""
     with translation.override(settings.LANGUAGE_CODE):
         yield
-
-
-@pytest.fixture
-def frozen():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
 
 
 @pytest.fixture

@@ -8,12 +8,11 @@ import pytest
 from captcha.models import CaptchaStore
 from django.core.management import call_command
 
-from alerts import retention
 from alerts.models import Alert
-from alerts.tasks import purge_expired_data
 from queries.models import Query
-from smtplog import store
+from smtplog import retention, store
 from smtplog.models import DailyCounter, Event, LoginAlias, Message, Status
+from smtplog.tasks import purge_expired_data
 from tests.conftest import NOW, TZ, make_event
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen")]

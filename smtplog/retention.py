@@ -1,5 +1,7 @@
-"""The nightly purge of everything older than the retention window.
+"""The retention window: what the store keeps, what queries may ask for, what is purged.
 
+Retention is the whole store's rule: every kind of row (events, messages, counters,
+queries, alerts, login aliases, captchas) leaves through purge() here, nightly.
 Rows go in batches of at most BATCH_SIZE per transaction, so ingestion, which writes
 the same tables, never waits long for a lock. The cutoff is a moment (now minus
 SMTPLOG_RETENTION_DAYS): an event 30 days 23 hours old stays, one 31 days 1 hour old
@@ -31,6 +33,12 @@ BATCH_SIZE = 10_000
 def cutoff(now: dt.datetime | None = None) -> dt.datetime:
     """Rows older than this moment are out of the retention window."""
     return (now or timezone.now()) - dt.timedelta(days=settings.SMTPLOG_RETENTION_DAYS)
+
+
+def retention_window(today: dt.date | None = None) -> tuple[dt.date, dt.date]:
+    """The first and last local day a query may ask about."""
+    today = today or timezone.localdate()
+    return today - dt.timedelta(days=settings.SMTPLOG_RETENTION_DAYS - 1), today
 
 
 def _plain_delete(queryset: QuerySet) -> int:
