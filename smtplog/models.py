@@ -8,9 +8,9 @@ transaction (smtplog.store), so summaries never scan events.
 
 from __future__ import annotations
 
-from django.contrib.postgres.indexes import BrinIndex
+from django.contrib.postgres.indexes import BrinIndex, HashIndex
 from django.db import models
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
 NULL_SENDER = "<>"
@@ -42,13 +42,21 @@ class Status(models.TextChoices):
 COUNTER_FIELDS = ("auth_blk", "auth_rcv", "bounced", "deferred", "expired", "sent")
 
 
-class BlockRangeIndex(BrinIndex):
-    """A BRIN index on PostgreSQL; an ordinary one where there is no such thing (SQLite)."""
+class PlainElsewhere:
+    """A PostgreSQL index type that is an ordinary index where there is no such thing (SQLite)."""
 
     def create_sql(self, model, schema_editor, using="", **kwargs):
         if schema_editor.connection.vendor != "postgresql":
             return models.Index.create_sql(self, model, schema_editor, **kwargs)
         return super().create_sql(model, schema_editor, using=using, **kwargs)
+
+
+class BlockRangeIndex(PlainElsewhere, BrinIndex):
+    """BRIN: a summary per block range, for columns whose rows arrive in order."""
+
+
+class HashLookupIndex(PlainElsewhere, HashIndex):
+    """A hash index: equality only, each entry a 4-byte hash however long the value."""
 
 
 class Message(models.Model):
@@ -73,10 +81,10 @@ class Message(models.Model):
     message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
     # No database constraint on this key and Event.message: the ingester hands out the
     # ids itself, and checking each row at commit cost a sixth of the database's
-    # ingestion work. No index either: nothing looks messages up by origin. The purge
-    # deletes an origin without touching its re-queued message (DO_NOTHING), which is
-    # seconds younger and goes at the next purge; till then its origin_id leads nowhere,
-    # which every reader takes as "no origin".
+    # ingestion work. Its index (Meta) holds only re-queued messages: the trace follows
+    # the link downwards. The purge deletes an origin without touching its re-queued
+    # message (DO_NOTHING), which is seconds younger and goes at the next purge; till
+    # then its origin_id leads nowhere, which every reader takes as "no origin".
     origin = models.ForeignKey(
         "self",
         models.DO_NOTHING,
@@ -106,6 +114,14 @@ class Message(models.Model):
             # Rows arrive in time order: a block-range index answers date ranges (admin,
             # purge) at almost no cost per insert, unlike a B-tree.
             BlockRangeIndex(fields=["first_seen"], name="message_first_seen_brin"),
+            # The trace: a Message-ID (equality only, and long: a hash index is smaller
+            # and cheaper to keep than a B-tree), and the messages re-queued from one.
+            HashLookupIndex(
+                fields=["message_id"], name="message_message_id", condition=~Q(message_id="")
+            ),
+            models.Index(
+                fields=["origin"], name="message_requeued", condition=Q(origin__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:
@@ -161,14 +177,31 @@ class Event(models.Model):
         verbose_name = _("event")
         verbose_name_plural = _("events")
         indexes = [
-            # The report: one sender's events over a range of days, in time order.
-            models.Index(fields=["sender", "time"], name="event_sender_time"),
+            # The report: one sender's events over a range of days, in time order. The
+            # pattern operator class also serves prefix searches (sender LIKE 'alice@%',
+            # the trace) whatever the database's collation; equality works as before.
+            models.Index(
+                fields=["sender", "time"],
+                name="event_sender_prefix_time",
+                opclasses=["varchar_pattern_ops", "timestamptz_ops"],
+            ),
             # Purge and recounts: whole days. Rows arrive in time order, so a block-range
             # index does, at almost no cost per insert (a B-tree on (day, sender) was a
             # seventh of the database's ingestion work). A sender's day: event_sender_time.
             BlockRangeIndex(fields=["day"], name="event_day_brin"),
             models.Index(fields=["queue_id"], name="event_queue_id"),
-            models.Index(fields=["recipient"], name="event_recipient"),
+            models.Index(
+                fields=["recipient"],
+                name="event_recipient_prefix",
+                opclasses=["varchar_pattern_ops"],
+            ),
+            # The trace: a client's refusals (rejects, SASL failures) near a time; only
+            # those rows, a few in a hundred.
+            models.Index(
+                fields=["client_ip", "time"],
+                name="event_refusal_client_time",
+                condition=Q(status="auth_blk"),
+            ),
             # Unattributed events waiting for their sender or login to become known.
             models.Index(
                 fields=["sasl_username"], name="event_pending_login", condition=models.Q(sender="")
