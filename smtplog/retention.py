@@ -1,7 +1,8 @@
 """The retention window: what the store keeps, what queries may ask for, what is purged.
 
 Retention is the whole store's rule: every kind of row (events, messages, counters,
-queries, alerts, login aliases, captchas) leaves through purge() here, nightly.
+queries, alerts, the trace audit, login aliases, captchas) leaves through purge() here,
+nightly.
 Rows go in batches of at most BATCH_SIZE per transaction, so ingestion, which writes
 the same tables, never waits long for a lock. The cutoff is a moment (now minus
 SMTPLOG_RETENTION_DAYS): an event 30 days 23 hours old stays, one 31 days 1 hour old
@@ -26,6 +27,7 @@ from alerts.models import Alert
 from queries.models import Query
 from smtplog import store
 from smtplog.models import DailyCounter, Event, LoginAlias, Message
+from tracing.models import Look
 
 BATCH_SIZE = 10_000
 
@@ -82,6 +84,8 @@ def expired(now: dt.datetime | None = None) -> dict[str, QuerySet]:
         # outside the catch-up window, so purging it can never cause a second mail.
         "alerts": Alert.objects.filter(created__lt=moment),
         "queries": Query.objects.filter(created__lt=moment),
+        # Who looked at whose records is kept as long as the records themselves.
+        "trace audit": Look.objects.filter(time__lt=moment),
         "login aliases": LoginAlias.objects.filter(last_seen__lt=moment),
         "captchas": CaptchaStore.objects.filter(expiration__lte=now),
     }

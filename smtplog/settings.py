@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "smtplog",
     "queries",
     "alerts",
+    "tracing",
 ]
 
 MIDDLEWARE = [
@@ -199,8 +200,8 @@ SMTPLOG_CAMPUS_NETWORKS = env_networks(
 # the TCP peer is the client). Anything a client puts in the header beyond them is ignored.
 SMTPLOG_TRUSTED_PROXY_COUNT = env_int("SMTPLOG_TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10)
 
-# Retention: events, messages, counters, queries and alerts older than this are purged
-# (smtplog.retention).
+# Retention: events, messages, counters, queries, alerts and the trace audit older than
+# this are purged (smtplog.retention).
 SMTPLOG_RETENTION_DAYS = env_int("SMTPLOG_RETENTION_DAYS", 31, minimum=1, maximum=3660)
 
 # Query form abuse limits

@@ -10,5 +10,6 @@ urlpatterns = [
     path("", include("queries.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("captcha/", include("captcha.urls")),
+    path("admin/trace/", include("tracing.urls")),  # staff pages in the admin's look
     path("admin/", admin.site.urls),
 ]

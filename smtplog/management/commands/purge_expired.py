@@ -11,8 +11,8 @@ from smtplog import retention
 
 class Command(BaseCommand):
     help = (
-        "Delete events, messages, daily counters, queries, alerts, SASL login aliases and "
-        "expired captchas older than SMTPLOG_RETENTION_DAYS, in batches of at most "
+        "Delete events, messages, daily counters, queries, alerts, the trace audit, SASL login "
+        "aliases and expired captchas older than SMTPLOG_RETENTION_DAYS, in batches of at most "
         f"{retention.BATCH_SIZE} rows per transaction."
     )
 
