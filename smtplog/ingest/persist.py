@@ -347,7 +347,8 @@ def _insert_events(rows: list[tuple]) -> None:
     marks = ", ".join(["%s"] * len(EVENT_COLUMNS))
     with connection.cursor() as cursor:
         cursor.executemany(
-            f"INSERT INTO {EVENT_TABLE} ({', '.join(EVENT_COLUMNS)}) VALUES ({marks})", rows
+            f"INSERT INTO {EVENT_TABLE} ({', '.join(EVENT_COLUMNS)}) VALUES ({marks})",
+            _sqlite_times(rows),
         )
 
 
@@ -394,12 +395,19 @@ def _pg_update_messages(rows: list[tuple]) -> None:
         )
 
 
+def _sqlite_times(rows: list[tuple]) -> list[tuple]:
+    """Times as Django stores them on SQLite (UTC, no offset): it compares them as text."""
+    adapt = connection.ops.adapt_datetimefield_value
+    return [tuple(adapt(v) if isinstance(v, dt.datetime) else v for v in row) for row in rows]
+
+
 def _sql_insert_messages(rows: list[tuple]) -> None:
     if rows:
         marks = ", ".join(["%s"] * len(MESSAGE_COLUMNS))
         with connection.cursor() as cursor:
             cursor.executemany(
-                f"INSERT INTO {MESSAGE_TABLE} ({', '.join(MESSAGE_COLUMNS)}) VALUES ({marks})", rows
+                f"INSERT INTO {MESSAGE_TABLE} ({', '.join(MESSAGE_COLUMNS)}) VALUES ({marks})",
+                _sqlite_times(rows),
             )
 
 
@@ -409,7 +417,7 @@ def _sql_update_messages(rows: list[tuple]) -> None:
         with connection.cursor() as cursor:
             cursor.executemany(
                 f"UPDATE {MESSAGE_TABLE} SET {sets} WHERE id = %s",
-                [(*row[4:], row[0]) for row in rows],
+                _sqlite_times([(*row[4:], row[0]) for row in rows]),
             )
 
 

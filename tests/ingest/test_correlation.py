@@ -194,3 +194,15 @@ def test_a_hand_off_to_a_bracketless_filter_address_is_not_counted(db, logdir):
     """
     run(write_log(logdir / "mail.log", text, MTIME))
     assert counts() == {("gina@nthu.edu.tw", "2026-06-05", "sent"): 1}
+
+
+def test_ingested_times_compare_as_times_in_every_database(db, logdir):
+    # SQLite keeps times as text: rows written by the ingester must be in the form
+    # Django queries them with (UTC), or a range misses them by the zone's offset.
+    run(write_log(logdir / "mail.log", FILTERED, MTIME))
+    moment = dt.datetime(2026, 6, 3, 10, 40, 59, tzinfo=TZ)
+
+    assert Event.objects.filter(time__gte=moment, time__lte=moment).count() == 2
+    assert Message.objects.filter(first_seen__lt=moment).count() == 2
+    later = Message.objects.filter(removed_at__gt=moment).values_list("queue_id", flat=True)
+    assert set(later) == {"776E41855DB2", "A48191855DA0"}
