@@ -146,6 +146,12 @@ class Chain:
         return self.root.first_seen
 
     @property
+    def last_time(self) -> dt.datetime:
+        """When the logs last said something of it."""
+        times = [e.time for e in self.events] + [h.removed_at for h in self.hops if h.removed_at]
+        return max([self.time, *times])
+
+    @property
     def relay(self) -> str:
         return self.root.relay
 
@@ -207,6 +213,7 @@ class LoneEvent:
         self.events = [event]
 
     time = property(lambda self: self.event.time)
+    last_time = time
     relay = property(lambda self: self.event.relay)
     sender = property(lambda self: self.event.sender)
     client_ip = property(lambda self: self.event.client_ip or "")
@@ -348,7 +355,11 @@ def is_internal_client(message: Message) -> bool:
 def search(
     criteria: Criteria, limit: int = PAGE_SIZE, offset: int = 0
 ) -> tuple[list[Result], bool]:
-    """Results `offset` .. `offset + limit`, newest first, and whether more follow."""
+    """Results `offset` .. `offset + limit` and whether more follow.
+
+    Newest first: by the latest line that matched (a message received last week and
+    deferred an hour ago comes before one received and delivered this morning).
+    """
     keys: list[int | Event] = []  # a chain's root id, or a lone event
     seen: set[int] = set()
     for chunk in _matching(criteria):
