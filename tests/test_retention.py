@@ -14,6 +14,7 @@ from smtplog import retention, store
 from smtplog.models import DailyCounter, Event, LoginAlias, Message, Status
 from smtplog.tasks import purge_expired_data
 from tests.conftest import NOW, TZ, make_event
+from tracing.models import Look
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen")]
 
@@ -57,6 +58,12 @@ def make_alias(time: dt.datetime) -> LoginAlias:
     )
 
 
+def make_look(time: dt.datetime) -> Look:
+    return Look.objects.create(
+        time=time, username="opr", kind=Look.Kind.SEARCH, criteria={"sender": "alice@"}, results=1
+    )
+
+
 def make_counted_event(time: dt.datetime) -> Event:
     [event] = store.add_events([make_event("alice@cs.nthu.edu.tw", Status.SENT, time)])
     return event
@@ -72,6 +79,7 @@ KINDS = {
     "query": (make_query, lambda: Query.objects.values_list("created", flat=True)),
     "alert": (make_alert, lambda: Alert.objects.values_list("created", flat=True)),
     "login alias": (make_alias, lambda: LoginAlias.objects.values_list("last_seen", flat=True)),
+    "trace audit": (make_look, lambda: Look.objects.values_list("time", flat=True)),
 }
 
 

@@ -374,13 +374,17 @@ def search(
     return _results(keys[:limit]), len(keys) > limit
 
 
-def _matching(criteria: Criteria) -> Iterator[list[Message] | list[Event]]:
-    """The matching hops or events, newest first, a chunk at a time (keyset pagination)."""
+def matching(criteria: Criteria) -> QuerySet[Message] | QuerySet[Event]:
+    """The hops (by queue ID or Message-ID) or else the events that match, newest first."""
     if criteria.queue_id or criteria.message_id:
-        rows, time_field = _matching_messages(criteria), "first_seen"
-    else:
-        rows, time_field = _matching_events(criteria), "time"
-    rows = rows.order_by(f"-{time_field}", "-id")
+        return _matching_messages(criteria).order_by("-first_seen", "-id")
+    return _matching_events(criteria).order_by("-time", "-id")
+
+
+def _matching(criteria: Criteria) -> Iterator[list[Message] | list[Event]]:
+    """The matching rows a chunk at a time (keyset pagination: no OFFSET to skip)."""
+    rows = matching(criteria)
+    time_field = "first_seen" if rows.model is Message else "time"
     chunk = list(rows[:CHUNK])
     while chunk:
         yield chunk
@@ -515,7 +519,7 @@ def chains_of(root_ids: list[int]) -> list[Chain]:
     for _depth in range(MAX_DEPTH):
         if not frontier:
             break
-        children = Message.objects.filter(origin__in=frontier).order_by("first_seen", "id")
+        children = requeued_from(frontier)
         frontier = []
         for child in children:
             if child.id not in root_of:
@@ -530,6 +534,10 @@ def chains_of(root_ids: list[int]) -> list[Chain]:
         hop_of[event.id] = hops[hop_id]
         by_root[root_of[hop_id]].append(event)
     return [Chain(chain, by_root[pk], hop_of) for pk, chain in members.items()]
+
+
+def requeued_from(hop_ids: list[int]) -> QuerySet[Message]:
+    return Message.objects.filter(origin__in=hop_ids).order_by("first_seen", "id")
 
 
 def events_of(hops: list[Message]) -> list[tuple[Event, int]]:
@@ -562,13 +570,17 @@ def nearby_refusals(chain: Chain) -> list[Event]:
     if not client or is_internal_client(chain.root):
         return []
     own = {e.id for e in chain.events}
-    refusals = Event.objects.filter(
+    refusals = refusals_near(client, chain.time)[: NEARBY_LIMIT + len(own)]
+    return [e for e in refusals if e.id not in own][:NEARBY_LIMIT]
+
+
+def refusals_near(client: str, time: dt.datetime) -> QuerySet[Event]:
+    return Event.objects.filter(
         status=Status.AUTH_BLK,
         client_ip=client,
-        time__gte=chain.time - NEARBY,
-        time__lte=chain.time + NEARBY,
+        time__gte=time - NEARBY,
+        time__lte=time + NEARBY,
     ).order_by("time", "id")
-    return [e for e in refusals[: NEARBY_LIMIT + len(own)] if e.id not in own][:NEARBY_LIMIT]
 
 
 def explanations(events: list[Event]) -> list[explain.Explanation]:
