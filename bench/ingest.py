@@ -128,24 +128,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from smtplog.sample import generate
-
-    out = Path(args.dir)
-    expected = out / "expected.json"
-    if not expected.exists() or json.loads(expected.read_text())["lines"] < args.lines:
-        shutil.rmtree(out, ignore_errors=True)
-        per_day = 300
-        while True:  # size the month to the line target
-            started = time.perf_counter()
-            data = generate(out, days=31, relays=3, messages_per_day=per_day, seed=5)
-            lines = json.loads(expected.read_text())["lines"]
-            print(f"generated {lines:,} lines in {time.perf_counter() - started:.1f} s")
-            if lines >= args.lines:
-                break
-            per_day = int(per_day * args.lines / lines * 1.05) + 1
-            shutil.rmtree(out)
-        del data
-    lines = json.loads(expected.read_text())["lines"]
+    out = prepare_month(Path(args.dir), args.lines)
+    lines = json.loads((out / "expected.json").read_text())["lines"]
 
     ratios = []
     for run in range(1, args.repeat + 1):
@@ -170,8 +154,35 @@ def main() -> None:
         )
 
 
-def ingest_from_scratch(database_url: str, out: Path) -> tuple[float, float, float]:
-    """A new database, migrated, then `ingest_maillog` over the month: wall s, RSS, PSS."""
+def prepare_month(out: Path, lines: int) -> Path:
+    """The sample month of at least `lines` lines in `out` (generated once, then reused)."""
+    from smtplog.sample import generate
+
+    expected = out / "expected.json"
+    if not expected.exists() or json.loads(expected.read_text())["lines"] < lines:
+        shutil.rmtree(out, ignore_errors=True)
+        per_day = 300
+        while True:  # size the month to the line target
+            started = time.perf_counter()
+            data = generate(out, days=31, relays=3, messages_per_day=per_day, seed=5)
+            written = json.loads(expected.read_text())["lines"]
+            print(f"generated {written:,} lines in {time.perf_counter() - started:.1f} s")
+            if written >= lines:
+                break
+            per_day = int(per_day * lines / written * 1.05) + 1
+            shutil.rmtree(out)
+        del data
+    return out
+
+
+def ingest_from_scratch(
+    database_url: str, out: Path, migrate_to: tuple[str, str] | None = None
+) -> tuple[float, float, float]:
+    """A new database, migrated, then `ingest_maillog` over the month: wall s, RSS, PSS.
+
+    migrate_to (app, migration): the schema as of that migration instead of the latest
+    (bench/trace.py measures what a migration's indexes cost this way).
+    """
     base, name = database_url.rsplit("/", 1)
     import psycopg
 
@@ -185,6 +196,12 @@ def ingest_from_scratch(database_url: str, out: Path) -> tuple[float, float, flo
         "SMTPLOG_VAR_DIR": str(out / "var"),
     }
     subprocess.run([sys.executable, str(REPO / "manage.py"), "migrate", "-v0"], env=env, check=True)
+    if migrate_to is not None:
+        subprocess.run(
+            [sys.executable, str(REPO / "manage.py"), "migrate", *migrate_to, "-v0"],
+            env=env,
+            check=True,
+        )
     return run_measured(
         "ingest_maillog",
         [
