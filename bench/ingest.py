@@ -15,6 +15,7 @@ Targets (issue 3): ratio <= 1.0, peak RSS <= 250 MB.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
@@ -176,12 +177,16 @@ def prepare_month(out: Path, lines: int) -> Path:
 
 
 def ingest_from_scratch(
-    database_url: str, out: Path, migrate_to: tuple[str, str] | None = None
+    database_url: str,
+    out: Path,
+    migrate_to: tuple[str, str] | None = None,
+    watch: contextlib.AbstractContextManager | None = None,
 ) -> tuple[float, float, float]:
     """A new database, migrated, then `ingest_maillog` over the month: wall s, RSS, PSS.
 
-    migrate_to (app, migration): the schema as of that migration instead of the latest
-    (bench/trace.py measures what a migration's indexes cost this way).
+    migrate_to (app, migration): the schema as of that migration instead of the latest;
+    watch: entered around the ingestion alone (bench/trace.py measures what a
+    migration's indexes cost this way).
     """
     base, name = database_url.rsplit("/", 1)
     import psycopg
@@ -202,17 +207,18 @@ def ingest_from_scratch(
             env=env,
             check=True,
         )
-    return run_measured(
-        "ingest_maillog",
-        [
-            sys.executable,
-            str(REPO / "manage.py"),
+    with watch or contextlib.nullcontext():
+        return run_measured(
             "ingest_maillog",
-            "--no-progress",
-            str(out / "*" / "mail.log*"),
-        ],
-        env=env,
-    )
+            [
+                sys.executable,
+                str(REPO / "manage.py"),
+                "ingest_maillog",
+                "--no-progress",
+                str(out / "*" / "mail.log*"),
+            ],
+            env=env,
+        )
 
 
 if __name__ == "__main__":

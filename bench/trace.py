@@ -21,7 +21,10 @@
    prefix <= 200 ms, message page <= 100 ms. Prints how busy the machine was.
 3. --ingest-cost N: bench/ingest.py's month ingested N times with the schema of this
    code and N times without the trace's index migration (smtplog 0003 reversed), in
-   turn, and the ratio of the medians (target <= 1.05).
+   turn: the wall time and the database server's CPU time of each run, the ratios of
+   their medians (target: wall <= 1.05) and run by run, and the size of the indexes
+   after the first pair. On a shared machine the wall time follows whatever else runs;
+   the database's CPU time for the run and the index sizes hardly do.
 
 The rows the bench adds (the messages) stay for the next run; the audit rows and the
 staff user it made are deleted at the end.
@@ -35,6 +38,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -252,19 +256,113 @@ def ingest_cost(runs: int) -> None:
 
     out = prepare_month(REPO / "bench" / "out" / "ingest", 1_400_000)
     walls: dict[str, list[float]] = {"with": [], "without": []}
+    database: dict[str, list[float]] = {"with": [], "without": []}
     for run in range(1, runs + 1):
         for label, migrate_to in (("with", None), ("without", ("smtplog", "0002"))):
             say(f"ingest run {run} of {runs}, {label} the trace's index migration")
-            wall, _rss, _pss = ingest_from_scratch(ingest_url(), out, migrate_to=migrate_to)
+            cpu = DatabaseCpu(ingest_url())
+            wall, _rss, _pss = ingest_from_scratch(
+                ingest_url(), out, migrate_to=migrate_to, watch=cpu
+            )
+            say(f"  database server CPU for the run: {cpu.seconds:.1f} s")
             walls[label].append(wall)
-    for label, values in walls.items():
-        runs = " ".join(f"{w:.1f}" for w in values)
-        say(f"ingest {label:<8} {runs} s; median {statistics.median(values):.1f}")
-    ratio = statistics.median(walls["with"]) / statistics.median(walls["without"])
-    pairs = [w / wo for w, wo in zip(walls["with"], walls["without"], strict=True)]
+            database[label].append(cpu.seconds)
+            if run == 1:
+                index_sizes(ingest_url())
+    for name, figures in (("wall", walls), ("database CPU", database)):
+        for label, values in figures.items():
+            each = " ".join(f"{v:.1f}" for v in values)
+            say(f"{name:<13} {label:<8} {each} s; median {statistics.median(values):.1f}")
+        ratio = statistics.median(figures["with"]) / statistics.median(figures["without"])
+        pairs = [w / wo for w, wo in zip(figures["with"], figures["without"], strict=True)]
+        say(
+            f"{name:<13} ratio with/without {ratio:.3f} (medians); run by run "
+            f"{' '.join(f'{p:.3f}' for p in pairs)}"
+        )
+    say("target: wall ratio <= 1.05")
+
+
+class DatabaseCpu:
+    """CPU time of the database server's sessions on one database while a block runs.
+
+    Sampled every 50 ms from /proc (the server runs on this machine): each session's
+    last reading counts, so only its final 50 ms or less can be missed. Unlike the wall
+    time, other work on the machine hardly changes it.
+    """
+
+    def __init__(self, url: str):
+        self.url = url
+        self.name = url.rsplit("/", 1)[1]
+        self.last: dict[int, float] = {}
+        self.done = threading.Event()
+
+    def __enter__(self) -> DatabaseCpu:
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.last.values())
+
+    def sample(self) -> None:
+        import psycopg
+
+        from bench.report import cpu_seconds
+
+        with psycopg.connect(self.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            while not self.done.wait(0.05):
+                pids = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s", [self.name]
+                ).fetchall()
+                for (pid,) in pids:
+                    seconds = cpu_seconds([pid])
+                    if seconds:
+                        self.last[pid] = max(seconds, self.last.get(pid, 0.0))
+
+
+# The indexes smtplog 0003 adds, and the two it replaces with a pattern operator class.
+NEW_INDEXES = (
+    "message_message_id",
+    "message_requeued",
+    "event_refusal_client_time",
+)
+REPLACED = {
+    "event_sender_prefix_time": "event_sender_time",
+    "event_recipient_prefix": "event_recipient",
+}
+
+
+def index_sizes(url: str) -> None:
+    """What the ingested month's indexes weigh: a measure of their work that noise spares."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        sizes = dict(
+            conn.execute(
+                "SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relname IN "
+                "('smtplog_event', 'smtplog_message') OR c.oid IN (SELECT indexrelid FROM "
+                "pg_index i JOIN pg_class t ON t.oid = i.indrelid WHERE t.relname IN "
+                "('smtplog_event', 'smtplog_message'))"
+            ).fetchall()
+        )
+    mb = 2**20
+    total = sum(sizes.values())
+    added = sum(sizes.get(name, 0) for name in NEW_INDEXES)
     say(
-        f"ratio with/without   {ratio:.3f} (medians); run by run "
-        f"{' '.join(f'{p:.3f}' for p in pairs)}  (target <= 1.05)"
+        f"  events and messages, tables and indexes: {total / mb:.1f} MB; the trace's new "
+        f"indexes {added / mb:.1f} MB ("
+        + ", ".join(f"{name} {sizes.get(name, 0) / mb:.1f}" for name in NEW_INDEXES)
+        + "); "
+        + ", ".join(
+            f"{name} {sizes.get(name, sizes.get(old, 0)) / mb:.1f}"
+            for name, old in REPLACED.items()
+        )
     )
 
 

@@ -30,7 +30,7 @@ from django.utils.translation import gettext_lazy
 
 from queries import explain
 from smtplog.ingest.correlate import InternalHops
-from smtplog.models import NULL_SENDER, Event, Message, Status
+from smtplog.models import NULL_SENDER, Event, Message, Status, normalize_address
 
 PAGE_SIZE = 50
 EXPORT_LIMIT = 10_000  # result rows in one CSV or command run
@@ -79,7 +79,7 @@ def address_filter(field: str, value: str) -> Q:
     value = value.strip().lower()
     if is_prefix(value):
         return Q(**{f"{field}__startswith": value.rstrip("*")})
-    return Q(**{field: value.strip("<>")})
+    return Q(**{field: normalize_address(value)})
 
 
 def login_filter(field: str, value: str) -> Q:
