@@ -9,6 +9,7 @@ import io
 
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 
 from smtplog.models import Event, Message
 from tracing.search import Chain, Criteria, Result
@@ -106,7 +107,7 @@ def csv_header() -> list[str]:
         _("Relay"),
         _("Queue IDs"),
         _("Sender"),
-        _("Client IP"),
+        pgettext("SMTP client", "Client IP"),
         _("Recipients"),
         _("Attempts"),
         _("Not in the logs"),

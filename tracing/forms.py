@@ -9,6 +9,7 @@ from django import forms
 from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from smtplog.models import Status
 from smtplog.retention import cutoff
@@ -40,7 +41,9 @@ class TraceForm(forms.Form):
         max_length=255,
         help_text=_("With or without the angle brackets."),
     )
-    client_ip = forms.GenericIPAddressField(label=_("Client IP"), required=False, unpack_ipv4=True)
+    client_ip = forms.GenericIPAddressField(
+        label=pgettext_lazy("SMTP client", "Client IP"), required=False, unpack_ipv4=True
+    )
     sasl_username = forms.CharField(
         label=_("SASL login"), required=False, max_length=320, help_text=_("Whole, or ali*")
     )

@@ -32,6 +32,7 @@ class Look(models.Model):
     # The name as it was: kept when the account is deleted; the system user's name for
     # the command line, which has no web account.
     username = models.CharField(_("username"), max_length=150)
+    # Of the staff member who looked (not of an SMTP client).
     client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
     kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
     criteria = models.JSONField(

@@ -11,6 +11,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
+from smtplog.models import Event, Message, Status
 from tests.conftest import NOW
 from tracing.models import Look
 
@@ -77,6 +78,28 @@ class TestSearchPage:
         assert (
             "erin@slow.example: still in the queue, last deferred at 2026-11-20 08:00:04." in html
         )
+
+    def test_a_row_lists_five_recipients_and_counts_the_rest(self, staff_client, db, frozen):
+        t = NOW - dt.timedelta(hours=1)
+        message = Message.objects.create(
+            relay="smtp1", queue_id="5BB1000001", first_seen=t, sender="bulk@ee.nthu.edu.tw"
+        )
+        Event.objects.bulk_create(
+            Event(
+                time=t,
+                day=t.date(),
+                sender="bulk@ee.nthu.edu.tw",
+                status=Status.SENT,
+                message=message,
+                relay="smtp1",
+                queue_id="5BB1000001",
+                recipient=f"r{n}@example.com",
+            )
+            for n in range(7)
+        )
+        html = staff_client.get(SEARCH, {"sender": "bulk@"}).content.decode()
+        assert "r4@example.com" in html and "r5@example.com" not in html
+        assert "and 2 more" in html
 
     def test_a_message_id_is_found_with_or_without_its_brackets(self, staff_client, morning):
         for value in ("<ca10035e@cs.nthu.edu.tw>", " ca10035e@cs.nthu.edu.tw "):
