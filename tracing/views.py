@@ -36,11 +36,16 @@ def staff_only(view):
         if not user.is_authenticated:
             return redirect_to_login(request.get_full_path(), reverse("admin:login"))
         if not (user.is_active and user.is_staff):
-            context = {**admin.site.each_context(request), "title": _("Staff only")}
+            context = admin_context(request, _("Staff only"))
             return TemplateResponse(request, "tracing/forbidden.html", context, status=403)
         return view(request, *args, **kwargs)
 
     return never_cache(require_safe(wrapped))
+
+
+def admin_context(request: HttpRequest, title: str) -> dict:
+    """The admin's page frame; no app sidebar (the results need the width)."""
+    return {**admin.site.each_context(request), "title": title, "is_nav_sidebar_enabled": False}
 
 
 def _page(request: HttpRequest) -> int:
@@ -60,7 +65,7 @@ def _query_string(request: HttpRequest, **changes) -> str:
 @staff_only
 def search_page(request: HttpRequest) -> HttpResponse:
     form = TraceForm(request.GET or None)  # no parameters: the empty form, no search
-    context = {**admin.site.each_context(request), "title": _("Message trace"), "form": form}
+    context = {**admin_context(request, _("Message trace")), "form": form}
     if form.is_bound and form.is_valid():
         page = _page(request)
         criteria = form.criteria()
@@ -86,7 +91,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
 def export_csv(request: HttpRequest) -> HttpResponse:
     form = TraceForm(request.GET)
     if not form.is_valid():
-        context = {**admin.site.each_context(request), "title": _("Message trace"), "form": form}
+        context = {**admin_context(request, _("Message trace")), "form": form}
         return TemplateResponse(request, "tracing/search.html", context, status=400)
     criteria = form.criteria()
     results, more = search.search(criteria, search.EXPORT_LIMIT)
@@ -108,10 +113,9 @@ def _message_look(request: HttpRequest, pk: int, form: str) -> tuple[Message, se
 @staff_only
 def message_page(request: HttpRequest, pk: int) -> HttpResponse:
     message, chain = _message_look(request, pk, "page")
+    title = _("Message %(queue_id)s on %(relay)s")
     context = {
-        **admin.site.each_context(request),
-        "title": _("Message %(queue_id)s on %(relay)s")
-        % {"queue_id": message.queue_id, "relay": message.relay},
+        **admin_context(request, title % {"queue_id": message.queue_id, "relay": message.relay}),
         "message": message,
         "chain": chain,
         "path": search.path(chain),
