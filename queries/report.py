@@ -27,41 +27,49 @@ from django.utils.translation import gettext_lazy
 
 from queries import explain
 from smtplog.emails import make_message
-from smtplog.models import COUNTER_FIELDS, DailyCounter, Event, normalize_address
+from smtplog.models import (
+    COUNTER_FIELDS,
+    COUNTERS,
+    LABELS,
+    SUM,
+    DailyCounter,
+    Event,
+    normalize_address,
+)
 
 DATE = "%Y/%m/%d"
 # What each column means: in the email, and on the help page.
 COLUMN_HELP = [
-    ("Sum", gettext_lazy("the sum of the six columns that follow.")),
+    (SUM.label, gettext_lazy("the sum of the six columns that follow.")),
     (
-        "Auth_blk",
+        LABELS["auth_blk"],
         gettext_lazy(
             "attempts the relay refused: rejected messages, and failed "
             "logins (SMTP AUTH) with your address or login."
         ),
     ),
     (
-        "Auth_rcv",
+        LABELS["auth_rcv"],
         gettext_lazy("messages the relay accepted from you after you logged in (SMTP AUTH)."),
     ),
     (
-        "Bounced",
+        LABELS["bounced"],
         gettext_lazy("recipients the message could not be delivered to; the reply says why."),
     ),
     (
-        "Deferred",
+        LABELS["deferred"],
         gettext_lazy(
             "delivery attempts that failed for now; the relay retries "
             "later, so one recipient can be counted several times."
         ),
     ),
     (
-        "Expired",
+        LABELS["expired"],
         gettext_lazy(
             "messages the relay gave up on after retrying for days; they were returned to you."
         ),
     ),
-    ("Sent", gettext_lazy("recipients whose mail server accepted the message.")),
+    (LABELS["sent"], gettext_lazy("recipients whose mail server accepted the message.")),
     (
         gettext_lazy("Sender IP"),
         gettext_lazy("the computer the message was sent from (for webmail, the webmail server)."),
@@ -256,7 +264,7 @@ def context(report: Report, body_rows: int | None) -> dict:
     shown = report.rows if body_rows is None else report.rows[:body_rows]
     return {
         "report": report,
-        "columns": ["Auth_blk", "Auth_rcv", "Bounced", "Deferred", "Expired", "Sent"],
+        "columns": [column.label for column in COUNTERS],
         "rows": shown,
         "hidden_rows": len(report.rows) - len(shown),
         "column_help": COLUMN_HELP,

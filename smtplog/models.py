@@ -8,6 +8,8 @@ transaction (smtplog.store), so summaries never scan events.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from django.contrib.postgres.indexes import BrinIndex, HashIndex
 from django.db import models
 from django.db.models import F, Q
@@ -38,8 +40,29 @@ class Status(models.TextChoices):
     AUTH_BLK = "auth_blk", _("auth_blk")
 
 
-# Report column order (Sum first, then the six counted statuses).
-COUNTER_FIELDS = ("auth_blk", "auth_rcv", "bounced", "deferred", "expired", "sent")
+class Column(NamedTuple):
+    """A counter column of DailyCounter and the label printed over it."""
+
+    field: str
+    label: str
+
+
+# The counter columns, the one list every summary prints (the report, mailstats, the
+# dashboard, the admin): Sum, their total, comes first, then the six counted statuses in
+# this order. The labels are the original service's column names, the same in every
+# language.
+SUM = Column("total", "Sum")
+COUNTERS = (
+    Column("auth_blk", "Auth_blk"),
+    Column("auth_rcv", "Auth_rcv"),
+    Column("bounced", "Bounced"),
+    Column("deferred", "Deferred"),
+    Column("expired", "Expired"),
+    Column("sent", "Sent"),
+)
+COLUMNS = (SUM, *COUNTERS)
+COUNTER_FIELDS = tuple(column.field for column in COUNTERS)
+LABELS = {column.field: column.label for column in COLUMNS}
 
 
 class PlainElsewhere:
@@ -218,16 +241,16 @@ class DailyCounterQuerySet(models.QuerySet):
 
 
 class DailyCounter(models.Model):
-    """The report's seven columns for one sender and local day."""
+    """The report's seven columns (COLUMNS) for one sender and local day."""
 
     sender = models.CharField(_("sender"), max_length=320)
     day = models.DateField(_("day"))
-    auth_blk = models.IntegerField(_("Auth_blk"), default=0)
-    auth_rcv = models.IntegerField(_("Auth_rcv"), default=0)
-    bounced = models.IntegerField(_("Bounced"), default=0)
-    deferred = models.IntegerField(_("Deferred"), default=0)
-    expired = models.IntegerField(_("Expired"), default=0)
-    sent = models.IntegerField(_("Sent"), default=0)
+    auth_blk = models.IntegerField(LABELS["auth_blk"], default=0)
+    auth_rcv = models.IntegerField(LABELS["auth_rcv"], default=0)
+    bounced = models.IntegerField(LABELS["bounced"], default=0)
+    deferred = models.IntegerField(LABELS["deferred"], default=0)
+    expired = models.IntegerField(LABELS["expired"], default=0)
+    sent = models.IntegerField(LABELS["sent"], default=0)
     total = models.GeneratedField(
         expression=F("auth_blk")
         + F("auth_rcv")
@@ -237,7 +260,7 @@ class DailyCounter(models.Model):
         + F("sent"),
         output_field=models.IntegerField(),
         db_persist=True,
-        verbose_name=_("Sum"),
+        verbose_name=SUM.label,
     )
 
     objects = DailyCounterQuerySet.as_manager()
