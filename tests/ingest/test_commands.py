@@ -1,11 +1,9 @@
-"""ingest_maillog, mailstats and the every-minute ingest task."""
+"""ingest_maillog and the every-minute ingest task (mailstats: tests/test_mailstats.py)."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
-import json
 import zoneinfo
 
 import pytest
@@ -45,50 +43,6 @@ def test_ingest_maillog_prints_a_summary_of_what_it_did(db, log):
 def test_ingest_maillog_refuses_paths_that_match_nothing(db, tmp_path):
     with pytest.raises(CommandError, match="no file matches"):
         call_command("ingest_maillog", str(tmp_path / "nothing*"))
-
-
-def test_mailstats_lists_the_seven_counters_of_a_day_in_three_formats(db, log):
-    call_command("ingest_maillog", str(log), "--no-progress", stdout=io.StringIO())
-    table = io.StringIO()
-    call_command("mailstats", "--day", "2026-06-03", stdout=table)
-    assert "h@nthu.edu.tw" in table.getvalue()
-    assert "Auth_rcv" in table.getvalue()
-    rows = list(csv.reader(io.StringIO(_call("csv"))))
-    assert rows[0] == [
-        "Sender",
-        "Sum",
-        "Auth_blk",
-        "Auth_rcv",
-        "Bounced",
-        "Deferred",
-        "Expired",
-        "Sent",
-    ]
-    assert rows[1] == ["h@nthu.edu.tw", "3", "0", "1", "1", "0", "0", "1"]
-    data = json.loads(_call("json"))
-    assert data == [
-        {
-            "sender": "h@nthu.edu.tw",
-            "sum": 3,
-            "auth_blk": 0,
-            "auth_rcv": 1,
-            "bounced": 1,
-            "deferred": 0,
-            "expired": 0,
-            "sent": 1,
-        }
-    ]
-
-
-def _call(fmt: str) -> str:
-    out = io.StringIO()
-    call_command("mailstats", "--day", "2026-06-03", "--format", fmt, stdout=out)
-    return out.getvalue()
-
-
-def test_mailstats_refuses_a_day_that_is_not_a_date(db):
-    with pytest.raises(CommandError, match="not a date"):
-        call_command("mailstats", "--day", "yesterday")
 
 
 def test_the_beat_task_ingests_the_configured_globs(db, log, settings):
