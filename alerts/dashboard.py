@@ -12,22 +12,31 @@ import math
 from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.timesince import timesince
+from django.utils.translation import gettext as _
 
 from alerts.models import Alert
 from queries.models import Query
-from smtplog.models import COUNTER_FIELDS, DailyCounter, LogFile
+from smtplog.ingest import files
+from smtplog.models import COLUMNS, LABELS, DailyCounter, LogFile
 
+FIELDS = [column.field for column in COLUMNS]  # Sum, then the six counters
 DAYS = 31
 TOP_SENDERS = 20
 RECENT_QUERIES = 20
+# A file with bytes left to read is stuck when the every-minute ingestion has not moved
+# its position for this long; a log's current file, when its newest line is this old
+# (the relay's log stopped arriving, or stopped being read).
+STUCK_AFTER = dt.timedelta(minutes=10)
+QUIET_AFTER = dt.timedelta(hours=1)
 # Stacked bottom to top, deliveries first; colours tell failures (warm) from success (cool).
 STACK = (
-    ("sent", "Sent", "#2e7d32"),
-    ("auth_rcv", "Auth_rcv", "#1565c0"),
-    ("deferred", "Deferred", "#f9a825"),
-    ("bounced", "Bounced", "#c62828"),
-    ("expired", "Expired", "#6a1b9a"),
-    ("auth_blk", "Auth_blk", "#616161"),
+    ("sent", "#2e7d32"),
+    ("auth_rcv", "#1565c0"),
+    ("deferred", "#f9a825"),
+    ("bounced", "#c62828"),
+    ("expired", "#6a1b9a"),
+    ("auth_blk", "#616161"),
 )
 WIDTH, HEIGHT = 800, 260
 LEFT, RIGHT, TOP, BOTTOM = 64, 8, 12, 28
@@ -36,7 +45,7 @@ LEFT, RIGHT, TOP, BOTTOM = 64, 8, 12, 28
 def daily_totals(today: dt.date) -> list[dict]:
     """The counters of every sender summed per day, the last DAYS days, zero days included."""
     first = today - dt.timedelta(days=DAYS - 1)
-    sums = {f: Sum(f) for f in ("total", *COUNTER_FIELDS)}
+    sums = {f: Sum(f) for f in FIELDS}
     rows = {
         row["day"]: row
         for row in DailyCounter.objects.filter(day__gte=first, day__lte=today)
@@ -44,11 +53,12 @@ def daily_totals(today: dt.date) -> list[dict]:
         .annotate(**sums)
         .order_by()
     }
-    zero = dict.fromkeys(("total", *COUNTER_FIELDS), 0)
-    return [
+    zero = dict.fromkeys(FIELDS, 0)
+    days = [
         {**zero, **rows.get(first + dt.timedelta(days=n), {}), "day": first + dt.timedelta(days=n)}
         for n in range(DAYS)
     ]
+    return [{**day, "counts": [day[f] for f in FIELDS]} for day in days]
 
 
 def nice_ceiling(value: int) -> int:
@@ -70,13 +80,13 @@ def chart(days: list[dict]) -> dict:
     for i, day in enumerate(days):
         y = TOP + plot_h
         segments = []
-        for field, label, colour in STACK:
+        for field, colour in STACK:
             height = day[field] * plot_h / top
             y -= height
             if day[field]:
                 segments.append(
                     {
-                        "label": label,
+                        "label": LABELS[field],
                         "colour": colour,
                         "value": day[field],
                         "y": f"{y:.1f}",
@@ -105,7 +115,7 @@ def chart(days: list[dict]) -> dict:
         "label_y": HEIGHT - 8,
         "bars": bars,
         "ticks": ticks,
-        "legend": [{"label": label, "colour": colour} for _, label, colour in STACK],
+        "legend": [{"label": LABELS[field], "colour": colour} for field, colour in STACK],
     }
 
 
@@ -114,12 +124,13 @@ def top_senders(day: dt.date) -> list[dict]:
     rows = list(
         DailyCounter.objects.filter(day=day)
         .order_by("-total", "sender")
-        .values("sender", "total", *COUNTER_FIELDS)[:TOP_SENDERS]
+        .values("sender", *FIELDS)[:TOP_SENDERS]
     )
     alerts = {
         a.sender: a for a in Alert.objects.filter(day=day, sender__in=[r["sender"] for r in rows])
     }
     for row in rows:
+        row["counts"] = [row[f] for f in FIELDS]
         row["alert"] = alerts.get(row["sender"])
         row["over"] = (
             row["total"] >= settings.SMTPLOG_ALERT_SUM_THRESHOLD
@@ -128,21 +139,69 @@ def top_senders(day: dt.date) -> list[dict]:
     return rows
 
 
-def log_files(now: dt.datetime) -> list[dict]:
-    """Each ingested file: how far it is read, how much is left, how long since its last line."""
-    return [
-        {
-            "path": f.path,
-            "position": f.position,
-            "size": f.size,
-            "lines": f.lines,
-            "lag_bytes": max(f.size - f.position, 0),
-            "last_line_time": f.last_line_time,
-            "updated": f.updated,
-            "last_error": f.last_error,
-        }
-        for f in LogFile.objects.order_by("-updated")
-    ]
+def log_streams(now: dt.datetime) -> list[dict]:
+    """One row per log: a relay's current file, its rotated copies folded under it.
+
+    A log is a file name and its rotations in one directory (mail.log, mail.log.1,
+    mail.log.2.gz …: one per relay when each relay logs to its own directory), the
+    current file the one with the newest lines. Logs with a stuck file come first.
+    """
+    logs: dict[tuple, list[dict]] = {}
+    for f in LogFile.objects.order_by("path"):
+        state = file_state(f, now)
+        logs.setdefault(log_of(f.path), []).append(state)
+    rows = []
+    for members in logs.values():
+        members.sort(key=lambda s: (s["last_line_time"] or s["first_seen"], s["first_seen"]))
+        current, rotated = members[-1], members[:-1]
+        newest = current["last_line_time"]
+        if newest and now - newest > QUIET_AFTER:
+            since = timesince(newest, now)
+            current["problems"].append(_("no new line for %(since)s") % {"since": since})
+            current["stuck"] = True
+        rotated.sort(key=lambda s: files.rotation_key(s["path"]), reverse=True)  # newest first
+        rotated.sort(key=lambda s: not s["stuck"])  # stuck ones first
+        stuck_rotated = sum(1 for s in rotated if s["stuck"])
+        rows.append(
+            {
+                "current": current,
+                "rotated": rotated,
+                "stuck_rotated": stuck_rotated,
+                "stuck": current["stuck"] or stuck_rotated > 0,
+            }
+        )
+    rows.sort(key=lambda row: (not row["stuck"], row["current"]["path"]))
+    return rows
+
+
+def log_of(path: str) -> tuple:
+    """The log a file belongs to: its directory and its name without a rotation suffix."""
+    if path == "-":
+        return ("-",)  # standard input: every run is a file of its own
+    return files.rotation_key(path)[:2]
+
+
+def file_state(f: LogFile, now: dt.datetime) -> dict:
+    """How far a file is read, and whether it is stuck (an error, or not read on in time)."""
+    unread = max(f.size - f.position, 0)
+    problems = []
+    if f.last_error:
+        problems.append(_("error"))
+    if unread and now - f.updated > STUCK_AFTER:
+        problems.append(_("not read on for %(since)s") % {"since": timesince(f.updated, now)})
+    return {
+        "path": f.path,
+        "position": f.position,
+        "size": f.size,
+        "lines": f.lines,
+        "unread": unread,
+        "first_seen": f.first_seen,
+        "last_line_time": f.last_line_time,
+        "updated": f.updated,
+        "last_error": f.last_error,
+        "problems": problems,
+        "stuck": bool(problems),
+    }
 
 
 def context(now: dt.datetime | None = None) -> dict:
@@ -155,10 +214,13 @@ def context(now: dt.datetime | None = None) -> dict:
         "days": days,
         "chart": chart(days),
         "has_counts": any(d["total"] for d in days),
+        "columns": COLUMNS,
         "yesterday": yesterday,
         "top_senders": top_senders(yesterday),
         "sum_threshold": settings.SMTPLOG_ALERT_SUM_THRESHOLD,
         "bounce_threshold": settings.SMTPLOG_ALERT_BOUNCE_THRESHOLD,
-        "log_files": log_files(now),
+        "logs": log_streams(now),
+        "stuck_after_minutes": int(STUCK_AFTER.total_seconds() // 60),
+        "quiet_after_minutes": int(QUIET_AFTER.total_seconds() // 60),
         "recent_queries": list(Query.objects.order_by("-created")[:RECENT_QUERIES]),
     }

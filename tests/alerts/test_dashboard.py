@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.contrib import admin
 from django.contrib.auth.models import User
+from django.urls import resolve, reverse
 
 from alerts import dashboard
 from alerts.models import Alert
@@ -81,6 +83,94 @@ def test_the_dashboard_shows_a_month_of_totals_top_senders_files_and_queries(
     assert "PermissionError: mail.log.2.gz" in page
     assert "dave@nthu.edu.tw" in page
     assert "<script" not in page.split('id="content-main"')[1]  # the chart needs no JS
+
+
+def log_file(path: str, *, lines_ago: dt.timedelta, unread: int = 0, read_ago=None, **fields):
+    f = LogFile.objects.create(
+        fingerprint=path,
+        path=path,
+        position=4096,
+        size=4096 + unread,
+        lines=40,
+        last_line_time=NOW - lines_ago,
+        **fields,
+    )
+    LogFile.objects.filter(pk=f.pk).update(updated=NOW - (read_ago or dt.timedelta(minutes=1)))
+
+
+@pytest.fixture
+def three_relays_and_a_silent_one():
+    hour, day = dt.timedelta(hours=1), dt.timedelta(days=1)
+    # relay1: its current file is fine; an old rotated copy could not be read.
+    log_file("/var/log/relays/relay1/mail.log", lines_ago=dt.timedelta(seconds=30))
+    log_file("/var/log/relays/relay1/mail.log.1", lines_ago=day)
+    log_file("/var/log/relays/relay1/mail.log.2.gz", lines_ago=2 * day)
+    log_file(
+        "/var/log/relays/relay1/mail.log.3.gz",
+        lines_ago=3 * day,
+        unread=9000,
+        last_error="EOFError: Compressed file ended before the end-of-stream marker",
+    )
+    # relay2: 2 MB left to read and not read on for half an hour.
+    log_file(
+        "/var/log/relays/relay2/mail.log",
+        lines_ago=dt.timedelta(minutes=31),
+        unread=2_000_000,
+        read_ago=dt.timedelta(minutes=30),
+    )
+    log_file("/var/log/relays/relay2/mail.log.1", lines_ago=day)
+    # relay3: all well, one file so far.
+    log_file("/var/log/relays/relay3/mail.log", lines_ago=dt.timedelta(minutes=2))
+    # relay4: its log stopped arriving three hours ago.
+    log_file("/var/log/relays/relay4/mail.log", lines_ago=3 * hour)
+    for n in range(1, 31):
+        log_file(f"/var/log/relays/relay4/mail.log.{n}.gz", lines_ago=n * day)
+
+
+def test_the_log_files_are_one_row_per_relay_stuck_first_rotated_folded(
+    staff_client, three_relays_and_a_silent_one
+):
+    response = staff_client.get(URL)
+
+    logs = response.context["logs"]
+    assert [(log["current"]["path"], log["stuck"]) for log in logs] == [
+        ("/var/log/relays/relay1/mail.log", True),  # a rotated copy is stuck
+        ("/var/log/relays/relay2/mail.log", True),
+        ("/var/log/relays/relay4/mail.log", True),
+        ("/var/log/relays/relay3/mail.log", False),
+    ]
+    relay1, relay2, relay4, relay3 = logs
+    # Rotated copies: stuck ones first, then newest first.
+    assert [f["path"].rsplit("/", 1)[1] for f in relay1["rotated"]] == [
+        "mail.log.3.gz",
+        "mail.log.1",
+        "mail.log.2.gz",
+    ]
+    assert relay2["current"]["problems"] == ["not read on for 30\xa0minutes"]
+    assert relay4["current"]["problems"] == ["no new line for 3\xa0hours"]
+    assert len(relay4["rotated"]) == 30 and relay4["stuck_rotated"] == 0
+    assert relay3["rotated"] == [] and relay3["current"]["problems"] == []
+
+    page = response.content.decode()
+    section = page.split("<h2>Log files</h2>")[1].split("</section>")[0]
+    # Four rows; the rotated files are inside <details>, open only where one is stuck.
+    assert section.count('<tr class="stuck">\n') == 3
+    assert section.count("<details open>") == 1
+    assert section.count("<details>") == 2  # relay2 and relay4: all read
+    assert "3 rotated files, 1 stuck" in section
+    assert "30 rotated files" in section
+    assert "Stuck: error" in section and "EOFError: Compressed file ended" in section
+    assert "Stuck: not read on for 30\xa0minutes" in section
+    assert "1.9\xa0MB" in section  # relay2's unread bytes
+    assert "Stuck: no new line for 3\xa0hours" in section
+    assert section.index("relay1/mail.log<") < section.index("relay2/mail.log<")
+    assert section.index("relay4/mail.log<") < section.index("relay3/mail.log<")
+
+
+def test_the_dashboard_is_a_url_of_the_project_not_a_patch_of_the_admin_site(staff_client):
+    assert reverse("dashboard") == URL
+    assert resolve(URL).url_name == "dashboard"
+    assert "dashboard" not in {getattr(p, "name", None) for p in admin.site.get_urls()}
 
 
 def test_the_dashboard_renders_without_any_data(staff_client):
