@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from alerts.models import Alert
 from smtplog.admin import ReadOnlyAdmin
@@ -21,6 +22,7 @@ class AlertAdmin(ReadOnlyAdmin):
         "last_error",
     )
     list_filter = ("state", "day")
-    search_fields = ("=sender",)
+    search_prefix = ("sender",)
+    search_help_text = _("The start of a sender address (“grace” finds grace.tseng@…).")
     date_hierarchy = "day"
     ordering = ("-day", "-total")

@@ -10,28 +10,34 @@ from django.utils.translation import ngettext
 
 from queries.models import Query
 from queries.tasks import send_report
-from smtplog.admin import ReadOnlyAdmin
+from smtplog.admin import ReadOnlyAdmin, local_time
 from smtplog.retention import retention_window
 
 
 @admin.register(Query)
 class QueryAdmin(ReadOnlyAdmin):
-    list_display = (
-        "created",
-        "address",
-        "begin",
-        "end",
-        "client_ip",
-        "language",
-        "outcome",
-        "attempts",
-        "sent_at",
-        "by_staff",
-    )
+    # What a person scans the queries for; language, attempts, the send time and the last
+    # error are on each query's page.
+    list_display = ("asked", "address", "days", "outcome", "client_ip", "by_staff")
     list_filter = ("outcome", "language", "by_staff")
-    search_fields = ("=address", "=client_ip")
+    search_prefix = ("address",)
+    search_exact = ("client_ip",)
+    search_help_text = _(
+        "Each word: the start of an email address (“grace” finds grace.tseng@…), or a whole "
+        "client IP address."
+    )
     date_hierarchy = "created"
     actions = ["email_report"]
+
+    @admin.display(description=_("asked at"), ordering="created")
+    def asked(self, query: Query) -> str:
+        return local_time(query.created)
+
+    @admin.display(description=_("days"), ordering="begin")
+    def days(self, query: Query) -> str:
+        if query.begin == query.end:
+            return query.begin.isoformat()
+        return f"{query.begin.isoformat()} – {query.end.isoformat()}"
 
     @admin.action(description=_("Email a report to the owner of each selected address"))
     def email_report(self, request, queryset) -> None:
