@@ -343,9 +343,15 @@ def render_json(report: Report) -> dict:
 
 
 def render_text(report: Report) -> str:
-    """The whole report as the email's text part, every detail row included (for staff)."""
+    """The whole report as the email's text part, every detail row included, for staff.
+
+    Worded for staff: no client IP (nobody asked through the form) and no closing words
+    to the address's owner; it says that nothing was sent.
+    """
     with translation.override(report.language):
-        return render_to_string("emails/report-body.txt", context(report, None))
+        return render_to_string(
+            "emails/report-body.txt", {**context(report, None), "for_staff": True}
+        )
 
 
 def report_message(report: Report) -> EmailMultiAlternatives:

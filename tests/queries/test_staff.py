@@ -13,6 +13,7 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 
 from queries.models import Query
+from queries.report import build_report, report_message
 from tests.conftest import NOW
 
 pytestmark = pytest.mark.django_db
@@ -31,6 +32,37 @@ def test_it_prints_the_text_report(mail_events, frozen):
     assert f"{DAY:%Y/%m/%d}        4" in text
     assert "dave@example.org mx.example.org[192.0.2.26]:25 (550 5.1.1 User unknown)" in text
     assert "bob@" not in text and "erin@" not in text
+
+
+def test_the_text_is_worded_for_staff_not_for_the_addresss_owner(mail_events, frozen):
+    text = run("alice@cs.nthu.edu.tw", "--begin", DAY.isoformat(), "--end", DAY.isoformat())
+    mailed = report_message(build_report("alice@cs.nthu.edu.tw", DAY, DAY, "140.114.63.228"))
+    mail_text = mailed.body
+
+    # The mail speaks to the owner: who asked, from where, whom to ask for help.
+    assert "Client IP: 140.114.63.228" in mail_text
+    assert "because someone asked for it on the campus network" in mail_text
+    assert "forward this whole message to" in mail_text
+    # The printout has no client, and says it was printed for staff and sent nowhere.
+    assert "Client IP" not in text
+    assert "someone asked" not in text and "forward this whole message" not in text
+    assert text.rstrip().endswith(
+        "Printed for staff (manage.py sender_report): the report the owner of this address "
+        "would get by mail for these days. Nothing was sent; a report by mail only ever goes "
+        "to the address it describes."
+    )
+    # The same rows as the mail's.
+    assert (
+        text.split("Summary of logs")[1].split("About the columns")[0]
+        == (mail_text.split("Summary of logs")[1].split("About the columns")[0])
+    )
+    assert len(mail.outbox) == 0
+
+
+def test_the_text_for_staff_is_in_chinese_when_asked(mail_events, frozen):
+    text = run("alice@cs.nthu.edu.tw", "--language", "zh-hant")
+    assert "查詢者 IP" not in text
+    assert "供管理人員查看" in text
 
 
 def test_it_prints_every_row_as_csv(mail_events, frozen):
