@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 
 from django.conf import settings
 from django.db.models import Sum
@@ -161,13 +162,13 @@ def log_streams(now: dt.datetime) -> list[dict]:
             current["stuck"] = True
         rotated.sort(key=lambda s: files.rotation_key(s["path"]), reverse=True)  # newest first
         rotated.sort(key=lambda s: not s["stuck"])  # stuck ones first
-        stuck_rotated = sum(1 for s in rotated if s["stuck"])
+        stuck_rotated = [s for s in rotated if s["stuck"]]
         rows.append(
             {
                 "current": current,
                 "rotated": rotated,
                 "stuck_rotated": stuck_rotated,
-                "stuck": current["stuck"] or stuck_rotated > 0,
+                "stuck": current["stuck"] or bool(stuck_rotated),
             }
         )
     rows.sort(key=lambda row: (not row["stuck"], row["current"]["path"]))
@@ -191,6 +192,7 @@ def file_state(f: LogFile, now: dt.datetime) -> dict:
         problems.append(_("not read on for %(since)s") % {"since": timesince(f.updated, now)})
     return {
         "path": f.path,
+        "name": os.path.basename(f.path),
         "position": f.position,
         "size": f.size,
         "lines": f.lines,

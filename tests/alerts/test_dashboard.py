@@ -148,15 +148,15 @@ def test_the_log_files_are_one_row_per_relay_stuck_first_rotated_folded(
     ]
     assert relay2["current"]["problems"] == ["not read on for 30\xa0minutes"]
     assert relay4["current"]["problems"] == ["no new line for 3\xa0hours"]
-    assert len(relay4["rotated"]) == 30 and relay4["stuck_rotated"] == 0
+    assert len(relay4["rotated"]) == 30 and relay4["stuck_rotated"] == []
     assert relay3["rotated"] == [] and relay3["current"]["problems"] == []
 
     page = response.content.decode()
     section = page.split("<h2>Log files</h2>")[1].split("</section>")[0]
-    # Four rows; the rotated files are inside <details>, open only where one is stuck.
+    # Four rows; the rotated files are folded in <details>, a stuck one shown outside.
     assert section.count('<tr class="stuck">\n') == 3
-    assert section.count("<details open>") == 1
-    assert section.count("<details>") == 2  # relay2 and relay4: all read
+    assert section.count("<details>") == 3
+    assert '<div class="stuck-file"><span class="nowrap">mail.log.3.gz</span>' in section
     assert "3 rotated files, 1 stuck" in section
     assert "30 rotated files" in section
     assert "Stuck: error" in section and "EOFError: Compressed file ended" in section
