@@ -214,7 +214,7 @@ def test_the_dashboard_folds_rotated_files_and_fits_the_window(live_server, staf
         rows = page.locator("table.logs > tbody > tr")
         assert rows.count() == 3
         assert rows.first.locator("td").first.inner_text() == "/var/log/relays/smtp2/mail.log"
-        assert "31 rotated files, 1 stuck" in rows.first.inner_text()
+        assert "31 rotated files (1 stuck)" in rows.first.inner_text()
         assert page.locator("table.logs details:not([open])").count() == 3
         # smtp2's stuck file is shown outside its folded list.
         stuck = rows.first.locator(".stuck-file").inner_text()

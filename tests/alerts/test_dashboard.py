@@ -157,7 +157,7 @@ def test_the_log_files_are_one_row_per_relay_stuck_first_rotated_folded(
     assert section.count('<tr class="stuck">\n') == 3
     assert section.count("<details>") == 3
     assert '<div class="stuck-file"><span class="nowrap">mail.log.3.gz</span>' in section
-    assert "3 rotated files, 1 stuck" in section
+    assert "3 rotated files (1 stuck)" in section
     assert "30 rotated files" in section
     assert "Stuck: error" in section and "EOFError: Compressed file ended" in section
     assert "Stuck: not read on for 30\xa0minutes" in section
@@ -190,7 +190,9 @@ def test_the_dashboard_renders_in_chinese(staff_client, busy_month):
     response = staff_client.get(URL, headers={"accept-language": "zh-hant"})
 
     assert response.status_code == 200
-    assert "最近 31 天每日事件數" in response.content.decode()
+    page = response.content.decode()
+    assert "最近 31 天每日事件數" in page
+    assert "<h2>記錄檔</h2>" in page and "卡住：錯誤" in page  # its last error
 
 
 def test_anonymous_visitors_are_sent_to_the_admin_login(client):
