@@ -141,7 +141,7 @@ def top_senders(day: dt.date) -> list[dict]:
 
 
 def log_streams(now: dt.datetime) -> list[dict]:
-    """One row per log: a relay's current file, its rotated copies folded under it.
+    """One row per log: a relay's current file, its rotated copies beside it.
 
     A log is a file name and its rotations in one directory (mail.log, mail.log.1,
     mail.log.2.gz …: one per relay when each relay logs to its own directory), the
