@@ -60,6 +60,28 @@ def local_time(value) -> str:
     return dateformat.format(timezone.localtime(value), "Y-m-d H:i:s") if value else "-"
 
 
+class RelayFilter(admin.SimpleListFilter):
+    """Filter by relay, offering the relays of the latest events.
+
+    Django's filter by a field's values reads the whole column (DISTINCT over every row,
+    seconds on ten million events, at each page); the newest RELAY_SAMPLE events come
+    from the primary key's index in milliseconds and name every relay that is logging.
+    """
+
+    title = _("relay")
+    parameter_name = "relay"
+    RELAY_SAMPLE = 10_000
+
+    def lookups(self, request, model_admin):
+        latest = Event.objects.order_by("-pk").values_list("relay", flat=True)
+        return [(relay, relay) for relay in sorted(set(latest[: self.RELAY_SAMPLE]))]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(relay=self.value())
+        return queryset
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Log data is evidence: staff look, nobody edits.
 
@@ -71,6 +93,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     paginator = EstimatedCountPaginator
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # a count per filter choice: whole-table counts
     list_per_page = 100
     search_prefix: tuple[str, ...] = ()
     search_exact: tuple[str, ...] = ()
@@ -127,15 +150,13 @@ class MessageAdmin(ReadOnlyAdmin):
         "nrcpt",
         "removed_at",
     )
-    list_filter = ("relay",)
+    list_filter = (RelayFilter, ("first_seen", admin.DateFieldListFilter))
     # Messages have no index by sender: a sender's or recipient's mail is found in events.
     search_exact = ("queue_id", "message_id")
     search_help_text = _(
         "A whole queue ID or Message-ID. To find a sender's or a recipient's mail, search "
         "the events."
     )
-    date_hierarchy = "first_seen"
-    list_select_related = ("origin",)
     raw_id_fields = ("origin",)
 
 
@@ -144,14 +165,13 @@ class EventAdmin(ReadOnlyAdmin):
     # What a person scans a list of events for; relay, queue ID, client, DSN, delay and
     # the whole reply are on each event's page.
     list_display = ("when", "status", "sender", "recipient", "short_response")
-    list_filter = ("status", "relay", "day")
+    list_filter = ("status", RelayFilter, ("day", admin.DateFieldListFilter))
     search_prefix = ("sender", "recipient")
     search_exact = ("queue_id",)
     search_help_text = _(
         "Each word: the start of a sender or recipient address (“grace” finds "
         "grace.tseng@math.nthu.edu.tw), or a whole queue ID."
     )
-    date_hierarchy = "day"
     raw_id_fields = ("message",)
 
     @admin.display(description=_("time"), ordering="time")
