@@ -140,16 +140,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdmin):
-    list_display = (
-        "first_seen",
-        "relay",
-        "queue_id",
-        "sender",
-        "client_ip",
-        "sasl_username",
-        "nrcpt",
-        "removed_at",
-    )
+    # Client, login, size and Message-ID are on each message's page.
+    list_display = ("when", "relay", "queue_id", "sender", "nrcpt", "removed")
     list_filter = (RelayFilter, ("first_seen", admin.DateFieldListFilter))
     # Messages have no index by sender: a sender's or recipient's mail is found in events.
     search_exact = ("queue_id", "message_id")
@@ -158,6 +150,14 @@ class MessageAdmin(ReadOnlyAdmin):
         "the events."
     )
     raw_id_fields = ("origin",)
+
+    @admin.display(description=_("first seen"), ordering="first_seen")
+    def when(self, obj: Message) -> str:
+        return local_time(obj.first_seen)
+
+    @admin.display(description=_("removed"), ordering="removed_at")
+    def removed(self, obj: Message) -> str:
+        return local_time(obj.removed_at)
 
 
 @admin.register(Event)

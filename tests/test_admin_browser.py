@@ -17,7 +17,7 @@ from django.test import Client
 from django.utils import timezone
 
 from queries.models import Query
-from smtplog.models import Event, LogFile, Status
+from smtplog.models import Event, LogFile, Message, Status
 from smtplog.store import add_events
 from tests.conftest import make_event
 from tests.services import require_chromium
@@ -69,6 +69,20 @@ def a_busy_afternoon(live_server) -> None:
             )
         )
     add_events(events)
+    Message.objects.bulk_create(
+        Message(
+            relay="smtp1",
+            queue_id=f"4Xk{n:04d}Qw2zz8Lm",
+            first_seen=start + dt.timedelta(seconds=37 * n),
+            sender=senders[n % len(senders)],
+            client_ip="2001:288:1001:abcd:1234:5678:9abc:def0",
+            sasl_username=senders[n % len(senders)],
+            message_id=f"<CAF=abc{n}xyz@mail.gmail.com>",
+            nrcpt=3,
+            removed_at=start + dt.timedelta(seconds=37 * n + 2),
+        )
+        for n in range(40)
+    )
     for n, address in enumerate(senders):
         Query.objects.create(
             address=address,
@@ -170,6 +184,30 @@ def test_the_query_list_fits_with_ipv6_clients_and_long_addresses(
         page.wait_for_load_state()
         detail = page.inner_text("#content-main")
         assert "Language" in detail and "zh-hant" in detail and "Attempts" in detail
+
+
+def test_the_message_list_fits_and_its_page_has_the_rest(
+    live_server, staff_cookie, a_busy_afternoon
+):
+    require_chromium()
+    with laptop_browser(staff_cookie) as page:
+        page.goto(f"{live_server.url}/admin/smtplog/message/")
+
+        assert headers(page) == [
+            "First seen",
+            "Relay",
+            "Queue ID",
+            "Sender",
+            "Recipients",
+            "Removed",
+        ]
+        assert fits_the_window(page)
+        assert len(row_heights(page)) == 1  # one line each
+        page.locator("#result_list tbody tr th a").first.click()
+        page.wait_for_load_state()
+        detail = page.inner_text("#content-main")
+        assert "2001:288:1001:abcd:1234:5678:9abc:def0" in detail
+        assert "<CAF=abc39xyz@mail.gmail.com>" in detail
 
 
 def test_the_search_box_says_what_it_matches_and_a_prefix_finds_the_sender(
