@@ -14,7 +14,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from smtplog.models import DailyCounter, Event, LogFile, LoginAlias, Message
+from smtplog.models import COLUMNS, DailyCounter, Event, LogFile, LoginAlias, Message
 
 
 class EstimatedCountPaginator(Paginator):
@@ -185,17 +185,7 @@ class EventAdmin(ReadOnlyAdmin):
 
 @admin.register(DailyCounter)
 class DailyCounterAdmin(ReadOnlyAdmin):
-    list_display = (
-        "day",
-        "sender",
-        "total",
-        "auth_blk",
-        "auth_rcv",
-        "bounced",
-        "deferred",
-        "expired",
-        "sent",
-    )
+    list_display = ("day", "sender", *(column.field for column in COLUMNS))
     list_filter = ("day",)
     search_prefix = ("sender",)
     search_help_text = _("The start of a sender address (“grace” finds grace.tseng@…).")

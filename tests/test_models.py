@@ -9,6 +9,7 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from smtplog.models import (
+    COLUMNS,
     COUNTER_FIELDS,
     NULL_SENDER,
     DailyCounter,
@@ -193,6 +194,21 @@ def test_the_total_is_the_sum_of_the_six_columns_in_the_database():
 
 def test_the_report_columns_are_the_six_counted_statuses():
     assert sorted(COUNTER_FIELDS) == sorted(Status.values)
+
+
+def test_the_counter_columns_are_one_list_sum_first_that_the_model_follows():
+    assert [c.label for c in COLUMNS] == [
+        "Sum",
+        "Auth_blk",
+        "Auth_rcv",
+        "Bounced",
+        "Deferred",
+        "Expired",
+        "Sent",
+    ]
+    assert [c.field for c in COLUMNS] == ["total", *COUNTER_FIELDS]
+    for column in COLUMNS:
+        assert DailyCounter._meta.get_field(column.field).verbose_name == column.label
 
 
 def test_events_of_a_sender_are_selected_by_local_day():
