@@ -10,6 +10,7 @@ conditional UPDATE that exactly one worker can win.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 import smtplib
 from collections import Counter
@@ -34,7 +35,41 @@ TOP = 10  # rows in each list of the mail
 # before it recorded "sent" is the one way to get a second mail; SMTP itself has the same
 # window.)
 CLAIM_LEASE = dt.timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
-_ADDRESS_RE = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
+# What a bounce reply says of one recipient or one attempt, masked so that the same reason
+# given for many recipients is one row: the address, IP addresses, ids (a token of 6+
+# characters with a digit: queue and transaction ids, host names with numbers, times) and
+# a URL's path. The DSN codes (550-5.1.1, 5.7.1) and the words stay.
+_URL_RE = re.compile(r"\b(https?://[^/\s?#<>()\[\]]+)[^\s<>()\[\]]*", re.IGNORECASE)
+_ADDRESS_RE = re.compile(r"<?[^\s<>@()\[\]\"']+@[^\s<>()\[\]\"']+>?")
+_IP_RE = re.compile(
+    r"\b(?:\d{1,3}(?:\.\d{1,3}){3}|(?:IPv6:)?[0-9A-Fa-f]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f.]*)\b"
+)
+_CODE_RE = re.compile(r"(?:\d{3}[ -])?[245]\.\d{1,3}\.\d{1,3}")
+_TOKEN_RE = re.compile(r"[\w.:/+=-]*\d[\w.:/+=-]*")
+MASK = "<…>"
+
+
+def reply_pattern(reply: str) -> str:
+    """The reply with what differs from recipient to recipient masked, spaces collapsed."""
+    reply = _URL_RE.sub(lambda m: m[1] + ("/…" if len(m[0]) > len(m[1]) + 1 else ""), reply)
+    reply = _ADDRESS_RE.sub(MASK, reply)
+    reply = _IP_RE.sub(lambda m: MASK if _is_ip(m[0]) else m[0], reply)
+    reply = _TOKEN_RE.sub(lambda m: _mask_token(m[0]), reply)
+    return " ".join(reply.split())
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.removeprefix("IPv6:"))
+    except ValueError:
+        return False
+    return True
+
+
+def _mask_token(token: str) -> str:
+    if len(token) < 6 or _CODE_RE.fullmatch(token.rstrip(".,;:")):
+        return token
+    return MASK
 
 
 @dataclass
@@ -239,8 +274,7 @@ def _event_summary(sender: str, day: dt.date) -> dict[str, Counter]:
         if domain:
             lists["domains"][domain] += n
         if reply:
-            # Replies name the recipient: masked, one reason given for many is one row.
-            lists["replies"][_ADDRESS_RE.sub("<…>", reply)[:300]] += n
+            lists["replies"][reply_pattern(reply)] += n
         if client_ip:
             lists["client_ips"][client_ip] += n
         if login:

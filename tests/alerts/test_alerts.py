@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import smtplib
 import threading
 from unittest import mock
@@ -16,9 +17,10 @@ from django.db import connection
 from alerts import alerting
 from alerts.models import Alert
 from alerts.tasks import send_alert, send_daily_alerts
-from smtplog.models import DailyCounter
+from smtplog.models import DailyCounter, Status
+from smtplog.store import add_events
 from tests.alerts.conftest import YESTERDAY, counter, heavy_day
-from tests.conftest import NOW
+from tests.conftest import NOW, TZ, make_event
 from tests.services import require_postgres
 
 pytestmark = pytest.mark.usefixtures("frozen")
@@ -364,6 +366,77 @@ def test_the_alert_context_is_built_before_rendering():
         for key, value in context.items()
         if key in ("top_domains", "bounce_replies", "client_ips", "sasl_logins")
     )
+
+
+GMAIL_NO_SUCH_USER = (
+    "host gmail-smtp-in.l.google.com[142.250.157.{ip}] said: 550-5.1.1 The email account "
+    "that you tried to reach does not exist. Please try 550-5.1.1 double-checking the "
+    "recipient's email address for typos or 550-5.1.1 unnecessary spaces. For more "
+    "information, go to 550 5.1.1  https://support.google.com/mail/?p=NoSuchUser "
+    "{id}si{n}pgm.{n} - gsmtp (in reply to RCPT TO command)"
+)
+SPAM_BLOCK = (
+    "host outlook-com.olc.protection.outlook.com[52.101.68.{ip}] said: 550 5.7.1 "
+    "Unfortunately, messages from [140.114.64.{ip}] weren't sent. Please contact your "
+    "Internet service provider since part of their network is on our block list (S3150). "
+    "You can also refer your provider to http://mail.live.com/mail/troubleshooting.aspx#errors. "
+    "[SG2PEPF000{n}.apcprd02.prod.outlook.com] (in reply to MAIL FROM command)"
+)
+
+
+@pytest.mark.django_db
+def test_bounce_replies_are_grouped_by_what_they_say_and_shown_whole():
+    noon = dt.datetime.combine(YESTERDAY, dt.time(12), tzinfo=TZ)
+    replies = [
+        GMAIL_NO_SUCH_USER.format(ip=26 + n, id=f"c{34 + n}", n=2363086 + n) for n in range(3)
+    ]
+    replies += [SPAM_BLOCK.format(ip=n, n=10000 + 7 * n) for n in range(5)]
+    add_events(
+        [
+            make_event(
+                "alice@cs.nthu.edu.tw",
+                Status.BOUNCED,
+                noon + dt.timedelta(minutes=n),
+                recipient=f"user{n}@example.com",
+                response=reply,
+            )
+            for n, reply in enumerate(replies)
+        ]
+    )
+
+    replies = alerting.alert_context("alice@cs.nthu.edu.tw", YESTERDAY)["bounce_replies"]
+
+    assert [n for _reply, n in replies] == [5, 3]
+    spam, gmail = (reply for reply, _n in replies)
+    assert spam.startswith("host outlook-com.olc.protection.outlook.com[<…>] said: 550 5.7.1 ")
+    assert "messages from [<…>] weren't sent" in spam and spam.endswith(
+        "(in reply to MAIL FROM command)"
+    )
+    assert "http://mail.live.com/…" in spam
+    assert "550-5.1.1 The email account that you tried to reach does not exist." in gmail
+    assert gmail.endswith("https://support.google.com/… <…> - gsmtp (in reply to RCPT TO command)")
+    for reply in (spam, gmail):  # nothing of one recipient or one attempt is left
+        assert "@" not in reply and not re.search(r"\d+\.\d+\.\d+\.\d+|\d{5}", reply)
+
+
+@pytest.mark.parametrize(
+    "reply, pattern",
+    [
+        ("550 5.1.1 <bob@example.com>: User unknown", "550 5.1.1 <…>: User unknown"),
+        (
+            "554 5.7.1 Client host [2001:db8::25] blocked using zen.spamhaus.org; "
+            "https://www.spamhaus.org/query/ip/2001:db8::25",
+            "554 5.7.1 Client host [<…>] blocked using zen.spamhaus.org; https://www.spamhaus.org/…",
+        ),
+        (
+            "452-4.2.2 The recipient's inbox is out of storage space.  452 4.2.2 ok",
+            "452-4.2.2 The recipient's inbox is out of storage space. 452 4.2.2 ok",
+        ),
+        ("250 2.0.0 OK 1700000000 queued as 4AA091855DA0", "250 2.0.0 OK <…> queued as <…>"),
+    ],
+)
+def test_a_reply_pattern_masks_addresses_ips_ids_and_urls_and_keeps_codes_and_words(reply, pattern):
+    assert alerting.reply_pattern(reply) == pattern
 
 
 # The command
