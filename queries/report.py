@@ -9,10 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
-import functools
-import gc
 import io
-import itertools
 import operator
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -22,6 +19,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.db import connection, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -174,58 +172,33 @@ def details(address: str, begin: dt.date, end: dt.date) -> list[DetailRow]:
         .order_by("time", "id")
         .values_list(*EVENT_FIELDS)
     )
-    # A heavy sender has tens of thousands of rows: no Python-level call per row, and the
-    # cyclic garbage collector kept from walking the growing list over and over (none of
-    # these tuples, strings and datetimes can form a cycle).
-    with _collector_paused():
-        rows = _fetch_postgresql(events) if connection.vendor == "postgresql" else events
-        # DetailRow(number, *values) for each row, numbered from 1: (n,) + values, made a
-        # DetailRow, all by C-level calls.
-        numbered = map(operator.add, zip(itertools.count(1)), rows)
-        return list(map(functools.partial(tuple.__new__, DetailRow), numbered))
+    if connection.vendor != "postgresql":
+        return [DetailRow(number, *values) for number, values in enumerate(events, 1)]
+    with transaction.atomic(), _without_bitmap_scans():
+        return [DetailRow(number, *values) for number, values in enumerate(events, 1)]
 
 
 @contextlib.contextmanager
-def _collector_paused():
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+def _without_bitmap_scans():
+    """Plan the sender's events as a scan of the (sender, time) index (PostgreSQL).
 
-
-def _fetch_postgresql(events) -> list[tuple]:
-    """The rows, in one statement planned as an index scan; times read by psycopg's C loader.
-
-    Plan: the sender's events come from the (sender, time) index already in time order,
-    so only ties need sorting (by id). PostgreSQL's estimate of that scan is pessimistic
-    (the index's first column, sender, says nothing of where its rows lie in the table,
-    though they lie in time order as they were ingested), so it picks a bitmap scan and a
-    full sort of every row instead: 24 ms against 18 for a sender of 20,000 events in a
-    10-million-event store. Bitmap scans are therefore turned off for this one statement,
-    and the setting is put back as it was.
-
-    Times: Django's Python loader spent most of the report's time parsing timestamps.
-    Both give aware datetimes in the connection's time zone, which Django sets to UTC.
+    That index gives the rows already in time order, so only ties need sorting (by id).
+    PostgreSQL's estimate of that scan is pessimistic (the index's first column, sender,
+    says nothing of where its rows lie in the table, though they lie in time order as they
+    were ingested), so it picks a bitmap scan and a sort of every row instead, slower for
+    a heavy sender (bench/report.py). The setting is the transaction's, put back after.
     """
-    import psycopg
-    from psycopg.pq import Format
-
-    oid = psycopg.adapters.types["timestamptz"].oid
-    sql, params = events.query.sql_with_params()
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.cursor.adapters.register_loader(oid, psycopg.adapters.get_loader(oid, Format.TEXT))
+    with connection.cursor() as cursor:
         cursor.execute(
             "SELECT current_setting('enable_bitmapscan'), "
             "set_config('enable_bitmapscan', 'off', true)"
         )
         before = cursor.fetchone()[0]
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-        cursor.execute("SELECT set_config('enable_bitmapscan', %s, true)", [before])
-        return rows
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('enable_bitmapscan', %s, true)", [before])
 
 
 _STATUS_DSN = operator.itemgetter(DetailRow._fields.index("status"), DetailRow._fields.index("dsn"))
@@ -260,11 +233,23 @@ def build_report(
 # Renderings
 
 
+# Gmail cuts off a message whose body passes about 102 KB, and the explanations of the
+# replies come after the rows: the mail without its CSV attachment stays under this.
+MAIL_BYTES = 100_000
+
+
 def context(report: Report, body_rows: int | None) -> dict:
-    shown = report.rows if body_rows is None else report.rows[:body_rows]
+    """What the templates show; body_rows: the most recent rows only (None: every row)."""
+    shown = report.rows if body_rows is None else report.rows[len(report.rows) - body_rows :]
+    columns = [column.label for column in COUNTERS]
     return {
         "report": report,
-        "columns": [column.label for column in COUNTERS],
+        "columns": columns,
+        # In HTML a heading may break after its "_", so the summary fits a phone's width.
+        "column_headings": [
+            format_html("{}_<wbr>{}", *name.split("_", 1)) if "_" in name else name
+            for name in columns
+        ],
         "rows": shown,
         "hidden_rows": len(report.rows) - len(shown),
         "column_help": COLUMN_HELP,
@@ -355,12 +340,18 @@ def render_text(report: Report) -> str:
 
 
 def report_message(report: Report) -> EmailMultiAlternatives:
-    """The email: to the address the report describes, and only to it."""
-    csv_text = render_csv(report)
-    return make_message(
-        "report",
-        report.address,
-        context(report, settings.SMTPLOG_REPORT_BODY_ROWS),
-        report.language,
-        attachments=[(csv_filename(report), csv_text.encode(), "text/csv")],
-    )
+    """The email: to the address the report describes, and only to it.
+
+    The body shows the most recent SMTPLOG_REPORT_BODY_ROWS rows, fewer when their replies
+    are so long that the message would pass MAIL_BYTES (measured, not estimated); the CSV
+    attached holds every row.
+    """
+    shown = min(settings.SMTPLOG_REPORT_BODY_ROWS, len(report.rows))
+    while True:
+        message = make_message("report", report.address, context(report, shown), report.language)
+        size = len(message.message().as_bytes())
+        if size < MAIL_BYTES or shown == 0:
+            break
+        shown = min(shown - 1, int(shown * 0.95 * MAIL_BYTES / size))
+    message.attach(csv_filename(report), render_csv(report).encode(), "text/csv")
+    return message

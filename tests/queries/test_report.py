@@ -193,15 +193,32 @@ def test_the_email_has_both_parts_a_csv_and_the_headers(many_events, assert_emai
     assert len(rows) == 1 + len(report.rows)
 
 
-def test_the_body_is_capped_and_points_to_the_csv(many_events, settings):
+def test_the_body_shows_the_most_recent_rows_and_says_so_above_them(many_events, settings):
     settings.SMTPLOG_REPORT_BODY_ROWS = 10
     report = build_report(ALICE, BEGIN, END)
     message = report_message(report)
-    hidden = len(report.rows) - 10
-    assert f"{hidden} more rows are in the attached CSV file" in message.body
-    assert "\n11 | " not in message.body and "\n10 | " in message.body
+    total = len(report.rows)
+    first, last = report.rows[-10], report.rows[-1]
+    note = (
+        f"Only the most recent 10 of {total} rows are shown here: No. {total - 9} to {total}, "
+        f"{first.time.astimezone(TZ):%Y/%m/%d %H:%M} to {last.time.astimezone(TZ):%Y/%m/%d %H:%M}."
+        " The attached CSV file holds every row."
+    )
+    html = message.alternatives[0][0]
+    for part in (message.body, html):
+        assert note in part
+        assert part.index(note) < part.index(last.queue_id)  # above the table
+    assert f"\n{total} | " in message.body and f"\n{total - 9} | " in message.body
+    assert f"\n{total - 10} | " not in message.body
     csv_rows = render_csv(report).lstrip("\ufeff").splitlines()
-    assert len(csv_rows) == 1 + len(report.rows)
+    assert len(csv_rows) == 1 + total
+
+
+def test_a_body_showing_every_row_says_the_csv_has_them_too(many_events):
+    message = report_message(build_report(ALICE, BEGIN, END))
+    assert f"{len(build_report(ALICE, BEGIN, END).rows)} rows, oldest first, the same as in" in (
+        message.body
+    )
 
 
 def test_both_languages_render(many_events):
