@@ -9,10 +9,8 @@ import unicodedata
 
 from captcha.conf import settings as captcha_settings
 from captcha.fields import CaptchaField, CaptchaTextInput
-from captcha.models import CaptchaStore
 from django import forms
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 from django.utils.translation import get_language_info
 from django.utils.translation import gettext_lazy as _
@@ -23,6 +21,12 @@ from smtplog.retention import retention_window
 LOCAL_PART = re.compile(r"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*")
 LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 DAYS_ASKED = 31  # the default range: the last 31 days, today included
+TOKEN = re.compile(r"[0-9a-f]{32}")
+RETYPED = ("language", "email", "begin", "end")  # kept when another image is asked for
+
+
+def new_token() -> str:
+    return secrets.token_hex(16)
 
 
 def normalize_email(value: str) -> str:
@@ -80,43 +84,15 @@ class DateInput(forms.DateInput):
 
 
 class CaptchaInput(CaptchaTextInput):
-    template_name = "queries/captcha_widget.html"  # a localized alt text, sized for phones
+    """The library's widget with our template: the image at its real size, a localized alt
+    text, "Show another image" and the spoken code (when flite is installed)."""
 
+    template_name = "queries/captcha_widget.html"
 
-class OnceCaptchaField(CaptchaField):
-    """django-simple-captcha's field, its challenge checked and burnt in one statement.
-
-    The library's clean() deletes every expired challenge of every visitor, reads this
-    one, then deletes it: three statements and two commits on every submit. Here a single
-    DELETE ... RETURNING burns the challenge, right or wrong, and says whether the answer
-    was right and in time, with the library's rules (answer trimmed and case-folded,
-    CAPTCHA_TEST_MODE's "passed"). Challenges nobody answered are removed by the
-    cleanup_captchas task.
-    """
-
-    def clean(self, value):
-        forms.MultiValueField.clean(self, value)  # required, and both parts present
-        response, value[1] = (value[1] or "").strip().lower(), ""
-        if not self.required and not response:
-            return value
-        stored = _burn_challenge(value[0])
-        if captcha_settings.CAPTCHA_TEST_MODE and response == "passed":
-            return value
-        if stored is None or stored[0] != response or not stored[1]:
-            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
-        return value
-
-
-def _burn_challenge(key: str) -> tuple[str, bool] | None:
-    """Delete the challenge: its answer and whether it had not expired, or None."""
-    table = CaptchaStore._meta.db_table
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"DELETE FROM {table} WHERE hashkey = %s RETURNING response, expiration > %s",
-            [key, now],
-        )
-        return cursor.fetchone()
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        context["image_size"] = captcha_settings.CAPTCHA_IMAGE_SIZE
+        return context
 
 
 def language_choices() -> list[tuple[str, str]]:
@@ -151,10 +127,10 @@ class QueryForm(forms.Form):
         label=_("Begin"), widget=DateInput, input_formats=["%Y-%m-%d", "%Y/%m/%d"]
     )
     end = forms.DateField(label=_("End"), widget=DateInput, input_formats=["%Y-%m-%d", "%Y/%m/%d"])
-    captcha = OnceCaptchaField(
+    captcha = CaptchaField(
         label=_("Verification code"),
         widget=CaptchaInput,
-        help_text=_("Type the characters shown in the image."),
+        help_text=_("Type the six digits shown in the image."),
         error_messages={
             "invalid": _(
                 "The verification code was wrong or has expired; "
@@ -163,7 +139,7 @@ class QueryForm(forms.Form):
             "required": _("Type the verification code."),
         },
     )
-    token = forms.CharField(widget=forms.HiddenInput, required=False, max_length=32)
+    token = forms.CharField(widget=forms.HiddenInput, required=False)
 
     @property
     def retention_days(self) -> int:
@@ -178,7 +154,13 @@ class QueryForm(forms.Form):
             begin, end = default_range()
             self.initial.setdefault("begin", begin)
             self.initial.setdefault("end", end)
-            self.initial["token"] = secrets.token_hex(16)
+            self.initial.setdefault("token", new_token())
+
+    @classmethod
+    def retyped(cls, data) -> QueryForm:
+        """An unbound form showing what was typed, with a new captcha (the "Show another
+        image" button, without script): nothing checked, nothing recorded."""
+        return cls(initial={name: data[name] for name in RETYPED if name in data})
 
     def clean_email(self) -> str:
         address = normalize_email(self.cleaned_data["email"])
@@ -186,8 +168,9 @@ class QueryForm(forms.Form):
         return address
 
     def clean_token(self) -> str:
+        """The page's token; a page without a good one gets its own (its answer's address)."""
         token = self.cleaned_data["token"]
-        return token if re.fullmatch(r"[0-9a-f]{32}", token) else ""
+        return token if TOKEN.fullmatch(token) else new_token()
 
     def _clean_day(self, name: str) -> dt.date:
         day = self.cleaned_data[name]

@@ -7,8 +7,9 @@ import logging
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import translation
 from django.views.decorators.http import require_http_methods
 from kombu.exceptions import KombuError, OperationalError
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 # What publishing a task raises when the broker cannot be reached.
 BROKER_ERRORS = (OperationalError, KombuError, RedisConnectionError, RedisTimeoutError, OSError)
+NEW_CODE = "new-code"  # the name of the "Show another image" button
 
 
 def _language(request: HttpRequest) -> str:
@@ -40,28 +42,30 @@ def _language(request: HttpRequest) -> str:
 def query_form(request: HttpRequest) -> HttpResponse:
     address = campus.client_ip(request)
     if not campus.is_campus(address):
-        return render(request, "queries/off_campus.html", {"client_ip": address}, status=403)
+        return _off_campus(request, address)
     net = campus.client_net(address)
     language = _language(request)
     with translation.override(language):
         if request.method != "POST":
             form = QueryForm(initial={"language": language})
             return render(request, "queries/form.html", {"form": form})
+        if NEW_CODE in request.POST:  # "Show another image" without script
+            form = QueryForm.retyped(request.POST)
+            return render(request, "queries/form.html", {"form": form, "new_code": True})
         if first := first_query_of(request.POST.get("token", ""), net):
-            return _answer(request, first)  # a double submit: the first one's answer
+            return _to_answer(first)  # a double submit: the first one's answer
         form = QueryForm(request.POST)
         if not form.is_valid():
             return render(request, "queries/form.html", {"form": form})
-        response = _submit(request, form.cleaned_data, str(address), net, language)
+        response = _submit(form.cleaned_data, str(address), net, language)
     response.set_cookie(
         settings.LANGUAGE_COOKIE_NAME, language, samesite="Lax", max_age=365 * 86400
     )
     return response
 
 
-def _submit(
-    request: HttpRequest, data: dict, address: str, net: str, language: str
-) -> HttpResponse:
+def _submit(data: dict, address: str, net: str, language: str) -> HttpResponse:
+    """Record the query, enqueue its report, and send the browser to the answer page."""
     query = None
     try:
         with _savepoint_in_transaction():
@@ -72,14 +76,14 @@ def _submit(
                 client_ip=address,
                 net=net,
                 language=language,
-                token=data["token"],
+                token=data["token"],  # the form gives every page one
             )
             if query.outcome == Query.Outcome.PENDING:
                 send_report.delay_on_commit(query.id)  # at once if already committed
     except IntegrityError:  # the same page submitted twice at once: the other one won
         if (first := first_query_of(data["token"], net)) is None:
             raise
-        return _answer(request, first)
+        return _to_answer(first)
     except BROKER_ERRORS as exc:
         if query is None or query.pk is None:
             raise
@@ -88,9 +92,9 @@ def _submit(
             query.id,
             type(exc).__name__,
         )
-        return render(request, "queries/delayed.html", {"query": query}, status=202)
+        return _to_answer(query, delayed=True)
     log.info("query %s: %s", query.id, query.outcome)
-    return _answer(request, query)
+    return _to_answer(query)
 
 
 def _savepoint_in_transaction():
@@ -100,11 +104,36 @@ def _savepoint_in_transaction():
     return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
 
 
-def _answer(request: HttpRequest, query: Query) -> HttpResponse:
-    """The same page whatever the address's records: it never reads them."""
-    if query.outcome == Query.Outcome.LIMITED:
-        return render(request, "queries/limited.html", {"query": query, **_facts()}, status=429)
-    return render(request, "queries/sent.html", {"query": query})
+def _to_answer(query: Query, delayed: bool = False) -> HttpResponse:
+    """Post/Redirect/Get: reloading the answer shows it again and submits nothing."""
+    url = reverse("queries:answer", args=[query.form_token]) + ("?delayed" if delayed else "")
+    return HttpResponseRedirect(url, status=303)
+
+
+@require_http_methods(["GET", "HEAD"])
+def answer(request: HttpRequest, token: str) -> HttpResponse:
+    """The answer to a submitted form, for the client network that submitted it.
+
+    It shows what the form had (the address and the dates) and never reads the address's
+    records, so it is the same whether or not there are any.
+    """
+    address = campus.client_ip(request)
+    if not campus.is_campus(address):
+        return _off_campus(request, address)
+    query = first_query_of(token, campus.client_net(address))
+    if query is None:
+        return render(request, "queries/answer_gone.html", status=404)
+    with translation.override(query.language):
+        if query.outcome == Query.Outcome.LIMITED:
+            return render(request, "queries/limited.html", {"query": query, **_facts()}, status=429)
+        if "delayed" in request.GET and query.outcome == Query.Outcome.PENDING:
+            return render(request, "queries/delayed.html", {"query": query})
+        return render(request, "queries/sent.html", {"query": query})
+
+
+def _off_campus(request: HttpRequest, address: campus.IPAddress | None) -> HttpResponse:
+    context = {"client_ip": address, "vpn_url": settings.SMTPLOG_VPN_URL}
+    return render(request, "queries/off_campus.html", context, status=403)
 
 
 def _facts() -> dict:

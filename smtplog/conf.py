@@ -104,3 +104,11 @@ def env_email(name: str, default: str, environ=None) -> str:
     if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", value):
         raise ImproperlyConfigured(f"{name}: {value!r} is not an email address")
     return value
+
+
+def env_url(name: str, default: str, environ=None) -> str:
+    """An http(s) URL, or empty for none."""
+    value = _raw(name, default, environ)
+    if value and not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", value):
+        raise ImproperlyConfigured(f"{name}: expected an http:// or https:// URL, got {value!r}")
+    return value

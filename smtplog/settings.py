@@ -10,6 +10,7 @@ ImproperlyConfigured naming the variable.
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from smtplog.conf import (
     env_networks,
     env_str,
     env_timezone,
+    env_url,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -81,6 +83,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "queries.context_processors.contact",
             ],
         },
     },
@@ -208,7 +211,10 @@ SMTPLOG_RETENTION_DAYS = env_int("SMTPLOG_RETENTION_DAYS", 31, minimum=1, maximu
 SMTPLOG_LIMIT_PER_ADDRESS = env_int("SMTPLOG_LIMIT_PER_ADDRESS", 3, minimum=1)  # reports per 24 h
 # Queries per hour from one client IP (IPv6: per /64).
 SMTPLOG_LIMIT_PER_IP = env_int("SMTPLOG_LIMIT_PER_IP", 20, minimum=1)
-SMTPLOG_REPORT_BODY_ROWS = env_int("SMTPLOG_REPORT_BODY_ROWS", 500, minimum=1)
+# Detail rows in the report's mail body, the most recent; the CSV attached has them all.
+# Fewer are shown when their replies are long: the body stays under 100 KB, as Gmail
+# cuts off longer messages (queries/report.py, BODY_BUDGET).
+SMTPLOG_REPORT_BODY_ROWS = env_int("SMTPLOG_REPORT_BODY_ROWS", 150, minimum=1, maximum=1000)
 
 # Query form
 # Seconds before the first retry of a report the SMTP server refused for now (4xx, timeout,
@@ -221,6 +227,8 @@ SMTPLOG_ALERT_BOUNCE_THRESHOLD = env_int("SMTPLOG_ALERT_BOUNCE_THRESHOLD", 10, m
 SMTPLOG_ALERT_TIME = env_hour_minute("SMTPLOG_ALERT_TIME", "01:00")  # local time of the nightly run
 SMTPLOG_ALERT_CATCHUP_DAYS = env_int("SMTPLOG_ALERT_CATCHUP_DAYS", 7, minimum=1)
 SMTPLOG_CONTACT_EMAIL = env_email("SMTPLOG_CONTACT_EMAIL", "opr@net.nthu.edu.tw")
+# The campus VPN's page, linked from the page off-campus visitors get (empty: no link).
+SMTPLOG_VPN_URL = env_url("SMTPLOG_VPN_URL", "https://net.nthu.edu.tw/netsys/service:sslvpn")
 if SMTPLOG_ALERT_CATCHUP_DAYS > SMTPLOG_RETENTION_DAYS:
     raise ImproperlyConfigured(
         "SMTPLOG_ALERT_CATCHUP_DAYS: must not exceed SMTPLOG_RETENTION_DAYS "
@@ -270,10 +278,21 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# Captcha (django-simple-captcha)
+# Captcha (django-simple-captcha): six plain digits, as the original service showed, drawn
+# large on a fixed-size image shown at its real size (no scaling blur), without the noise
+# arcs and smoothing that made them hard to read; read aloud by Debian's flite when it is
+# installed (the library's audio view).
 CAPTCHA_LENGTH = 6
 CAPTCHA_TIMEOUT = 10  # minutes a challenge stays valid
-CAPTCHA_CHALLENGE_FUNCT = "captcha.helpers.random_char_challenge"
+CAPTCHA_CHALLENGE_FUNCT = "queries.challenge.digits_challenge"
+CAPTCHA_IMAGE_SIZE = (180, 56)
+CAPTCHA_FONT_SIZE = 34
+CAPTCHA_LETTER_ROTATION = (-8, 8)
+CAPTCHA_FOREGROUND_COLOR = "#1d2733"
+CAPTCHA_NOISE_FUNCTIONS = ()
+CAPTCHA_FILTER_FUNCTIONS = ()
+CAPTCHA_2X_IMAGE = False  # with a fixed size the library would crop the double-size image
+CAPTCHA_FLITE_PATH = shutil.which("flite")
 
 LOGGING = {
     "version": 1,

@@ -79,13 +79,14 @@ SMTPLOG_DEFAULTS = {
     "SMTPLOG_RETENTION_DAYS": 31,
     "SMTPLOG_LIMIT_PER_ADDRESS": 3,
     "SMTPLOG_LIMIT_PER_IP": 20,
-    "SMTPLOG_REPORT_BODY_ROWS": 500,
+    "SMTPLOG_REPORT_BODY_ROWS": 150,
     "SMTPLOG_REPORT_RETRY_BACKOFF": 30,
     "SMTPLOG_ALERT_SUM_THRESHOLD": 250,
     "SMTPLOG_ALERT_BOUNCE_THRESHOLD": 10,
     "SMTPLOG_ALERT_TIME": [1, 0],
     "SMTPLOG_ALERT_CATCHUP_DAYS": 7,
     "SMTPLOG_CONTACT_EMAIL": "opr@net.nthu.edu.tw",
+    "SMTPLOG_VPN_URL": "https://net.nthu.edu.tw/netsys/service:sslvpn",
     "SMTPLOG_MAILLOG_GLOBS": [str(VAR / "maillog" / "*")],
     "SMTPLOG_INTERNAL_NEXT_HOPS": ["127.0.0.1", "::1", "localhost"],
     "SMTPLOG_INGEST_BATCH_LINES": 20000,
@@ -235,6 +236,17 @@ class TestHelpers:
         with pytest.raises(ImproperlyConfigured, match="^X: .* is not an email address"):
             conf.env_email("X", "a@b.example", environ={"X": raw})
 
+    @pytest.mark.parametrize("raw", ["https://vpn.example.edu/", "http://a.example/x?y=1", ""])
+    def test_env_url_accepts_http_urls_and_empty(self, raw):
+        assert conf.env_url("X", "https://d.example/", environ={"X": raw}) == raw
+
+    @pytest.mark.parametrize(
+        "raw", ["vpn.example.edu", "javascript:alert(1)", "https://", "ftp://a.b/"]
+    )
+    def test_env_url_refuses_other_text(self, raw):
+        with pytest.raises(ImproperlyConfigured, match="^X: expected an http:// or https:// URL"):
+            conf.env_url("X", "https://d.example/", environ={"X": raw})
+
 
 PRODUCTION = {
     "DEBUG": "0",
@@ -268,6 +280,7 @@ PRODUCTION = {
     "SMTPLOG_ALERT_TIME": "02:30",
     "SMTPLOG_ALERT_CATCHUP_DAYS": "3",
     "SMTPLOG_CONTACT_EMAIL": "noc@net.nthu.edu.tw",
+    "SMTPLOG_VPN_URL": "https://vpn.nthu.edu.tw/",
     "SMTPLOG_MAILLOG_GLOBS": "/var/log/relays/*/mail.log* /var/log/mail.log",
     "SMTPLOG_INTERNAL_NEXT_HOPS": "127.0.0.1:10025 [::1]:10025",
     "SMTPLOG_INGEST_BATCH_LINES": "50000",
@@ -320,6 +333,7 @@ class TestProductionValues:
         assert loaded["SMTPLOG_ALERT_TIME"] == [2, 30]
         assert loaded["SMTPLOG_ALERT_CATCHUP_DAYS"] == 3
         assert loaded["SMTPLOG_CONTACT_EMAIL"] == "noc@net.nthu.edu.tw"
+        assert loaded["SMTPLOG_VPN_URL"] == "https://vpn.nthu.edu.tw/"
         assert loaded["SMTPLOG_MAILLOG_GLOBS"] == [
             "/var/log/relays/*/mail.log*",
             "/var/log/mail.log",
@@ -350,6 +364,8 @@ class TestProductionValues:
         ({"SMTPLOG_CAMPUS_DOMAINS": "not_a_domain"}, "SMTPLOG_CAMPUS_DOMAINS"),
         ({"SMTPLOG_ALERT_TIME": "25:00"}, "SMTPLOG_ALERT_TIME"),
         ({"SMTPLOG_CONTACT_EMAIL": "nobody"}, "SMTPLOG_CONTACT_EMAIL"),
+        ({"SMTPLOG_VPN_URL": "vpn.nthu.edu.tw"}, "SMTPLOG_VPN_URL"),
+        ({"SMTPLOG_REPORT_BODY_ROWS": "1001"}, "SMTPLOG_REPORT_BODY_ROWS"),
         ({"SMTPLOG_ALERT_CATCHUP_DAYS": "40"}, "SMTPLOG_ALERT_CATCHUP_DAYS"),
         ({"SMTPLOG_TRUSTED_PROXY_COUNT": "-1"}, "SMTPLOG_TRUSTED_PROXY_COUNT"),
         ({"EMAIL_PORT": "70000"}, "EMAIL_PORT"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from captcha.models import CaptchaStore
@@ -10,6 +11,7 @@ from captcha.models import CaptchaStore
 from queries.forms import QueryForm
 from queries.models import Query
 from tests.conftest import NOW
+from tests.services import require_program
 
 pytestmark = pytest.mark.django_db
 TODAY = NOW.date()
@@ -27,16 +29,63 @@ def test_the_form_defaults_to_the_last_31_days(campus_client, frozen):
     assert f'value="{TODAY:%Y-%m-%d}"' in page
     assert 'type="date"' in page
     assert "/captcha/image/" in page
-    assert 'href="/?new-code"' in page  # a new image without JavaScript
     assert 'type="reset"' in page
 
 
-def test_the_refresh_link_shows_a_new_captcha(campus_client):
+def test_another_image_without_script_keeps_what_was_typed(campus_client, frozen):
     first = campus_client.get("/").content.decode()
-    second = campus_client.get("/?new-code").content.decode()
     key = first.split('name="captcha_0" value="')[1][:40]
-    assert key not in second
-    assert CaptchaStore.objects.count() == 2
+    typed = {
+        "language": "zh-hant",
+        "email": "Alice@CS.nthu.edu.tw",
+        "begin": "2026-11-01",
+        "end": "2026-11-05",
+        "captcha_0": key,
+        "captcha_1": "12",
+        "token": "0123456789abcdef0123456789abcdef",
+        "new-code": "1",
+    }
+    response = campus_client.post("/", typed)
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert 'value="Alice@CS.nthu.edu.tw"' in page
+    assert 'value="2026-11-01"' in page and 'value="2026-11-05"' in page
+    assert 'value="zh-hant" id="id_language_1" required checked' in page
+    assert "已顯示新的圖片" in page  # said in the language chosen
+    assert key not in page and CaptchaStore.objects.count() == 2  # a new challenge
+    assert 'class="errorlist"' not in page and not Query.objects.exists()  # nothing checked
+    assert "0123456789abcdef0123456789abcdef" not in page  # a page of its own
+
+
+def test_the_captcha_is_six_digits_in_an_image_shown_at_its_real_size(campus_client):
+    from io import BytesIO
+
+    from PIL import Image
+
+    page = campus_client.get("/").content.decode()
+    key = page.split('name="captcha_0" value="')[1][:40]
+    store = CaptchaStore.objects.get(hashkey=key)
+    assert store.challenge == store.response and re.fullmatch(r"[0-9]{6}", store.response)
+    assert 'width="180" height="56"' in page
+    image = Image.open(BytesIO(campus_client.get(f"/captcha/image/{key}/").content))
+    assert image.size == (180, 56)
+    # Dark ink only where the digits are: no noise lines or dots across the image.
+    ink = image.convert("L").point(lambda v: 255 if v < 128 else 0).getbbox()
+    left, top, right, bottom = ink
+    assert bottom - top >= 22  # digits drawn large
+    assert left > 5 and right < 175  # and nothing reaching the image's edges
+
+
+def test_the_code_can_be_heard(campus_client):
+    require_program("flite")
+    page = campus_client.get("/").content.decode()
+    key = page.split('name="captcha_0" value="')[1][:40]
+    assert f'href="/captcha/audio/{key}.wav"' in page
+    response = campus_client.get(f"/captcha/audio/{key}.wav")
+    assert response.status_code == 200 and response["Content-Type"] == "audio/wav"
+    audio = b"".join(response.streaming_content)
+    assert audio[:4] == b"RIFF" and audio[8:12] == b"WAVE"
+    assert len(audio) > 16000  # some seconds of speech: six digits read one by one
 
 
 @pytest.mark.parametrize(
@@ -138,7 +187,7 @@ def test_a_wrong_captcha_is_refused_and_burnt(campus_client, form_data, settings
         # a fresh challenge answered right passes, once
         key = CaptchaStore.generate_key()
         answer = CaptchaStore.objects.get(hashkey=key).response
-        ok = campus_client.post("/", form_data(captcha_0=key, captcha_1=answer))
+        ok = campus_client.post("/", form_data(captcha_0=key, captcha_1=answer), follow=True)
         assert "Report requested" in ok.content.decode()
         reused = campus_client.post(
             "/", form_data(captcha_0=key, captcha_1=answer, email="bob@cs.nthu.edu.tw")

@@ -20,8 +20,9 @@ pytestmark = pytest.mark.django_db
 
 
 def submit(client: Client, data: dict, capture) -> object:
+    """POST the form and follow its redirect to the answer page, as a browser does."""
     with capture(execute=True):
-        return client.post("/", data)
+        return client.post("/", data, follow=True)
 
 
 def test_a_query_is_recorded_and_its_report_sent_to_that_address_only(
@@ -59,13 +60,15 @@ def test_the_answer_is_the_same_with_and_without_records(
 ):
     def page(address: str) -> str:
         with CaptureQueriesContext(connection) as sql, django_capture_on_commit_callbacks():
-            html = campus_client.post("/", form_data(email=address)).content.decode()
+            html = campus_client.post("/", form_data(email=address), follow=True)
+            html = html.content.decode()
         assert not [
             q
             for q in sql.captured_queries
             if "smtplog_event" in q["sql"] or "smtplog_dailycounter" in q["sql"]
         ]
         html = re.sub(r'name="csrfmiddlewaretoken" value="\w+"', "", html)
+        html = re.sub(r"/answer/\w+/", "/answer/TOKEN/", html)
         return html.replace(address, "ADDRESS")
 
     assert page("alice@cs.nthu.edu.tw") == page("nobody@cs.nthu.edu.tw")
@@ -97,9 +100,13 @@ def test_a_parallel_double_submit_records_one_query(
         form_token=token,
     )
     # Both submits passed the first check before either inserted: the unique token decides.
-    with mock.patch("queries.views.first_query_of", side_effect=[None, first]):
-        response = submit(campus_client, form_data(token=token), django_capture_on_commit_callbacks)
-    assert response.status_code == 200 and "Report requested" in response.content.decode()
+    with (
+        mock.patch("queries.views.first_query_of", side_effect=[None, first]),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = campus_client.post("/", form_data(token=token))
+    assert response.status_code == 303 and response["Location"] == f"/answer/{token}/"
+    assert "Report requested" in campus_client.get(response["Location"]).content.decode()
     assert Query.objects.count() == 1 and not mail.outbox
 
 
@@ -211,8 +218,8 @@ def test_a_broker_outage_shows_the_delay_page_and_keeps_the_query(campus_client,
         "queries.tasks.send_report.apply_async",
         side_effect=OperationalError("Error 111 connecting to 127.0.0.1:1"),
     ):
-        response = campus_client.post("/", form_data(language="zh-hant"))
-    assert response.status_code == 202
+        response = campus_client.post("/", form_data(language="zh-hant"), follow=True)
+    assert response.status_code == 200
     assert "延遲" in response.content.decode()
     query = Query.objects.get()
     assert query.outcome == Query.Outcome.PENDING and query.attempts == 0
@@ -225,7 +232,60 @@ def test_the_language_chosen_in_the_form_sticks(
     response = submit(
         campus_client, form_data(language="zh-hant"), django_capture_on_commit_callbacks
     )
-    assert response.cookies["django_language"].value == "zh-hant"
+    assert response.redirect_chain[0][1] == 303
+    assert campus_client.cookies["django_language"].value == "zh-hant"
     assert Query.objects.get().language == "zh-hant"
     assert "[SMTP" not in mail.outbox[0].subject
     assert "寄信紀錄" in mail.outbox[0].subject
+
+
+def test_a_submit_redirects_to_its_answer_and_reloading_it_sends_nothing_more(
+    campus_client, form_data, django_capture_on_commit_callbacks, frozen
+):
+    token = "0123456789abcdef0123456789abcdef"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = campus_client.post("/", form_data(token=token))
+    assert response.status_code == 303
+    assert response["Location"] == f"/answer/{token}/"
+    for _reload in range(3):
+        page = campus_client.get(f"/answer/{token}/")
+        assert page.status_code == 200
+        assert "Report requested" in page.content.decode()
+    assert Query.objects.count() == 1 and len(mail.outbox) == 1
+
+
+def test_the_answer_shows_what_the_form_had_and_nothing_more(
+    campus_client, form_data, django_capture_on_commit_callbacks, frozen
+):
+    response = submit(
+        campus_client, form_data(email="Alice@CS.nthu.edu.tw"), django_capture_on_commit_callbacks
+    )
+    text = re.sub(r"<[^>]+>", " ", response.content.decode())
+    assert "alice@cs.nthu.edu.tw" in text  # the address as the form normalized it
+    assert (
+        f"{NOW.date() - dt.timedelta(days=30):%Y/%m/%d}" in text
+        and f"{NOW.date():%Y/%m/%d}" in text
+    )
+    assert CAMPUS_IP not in text  # the client IP is recorded for staff, not shown
+
+
+def test_an_answer_is_for_the_network_that_asked(
+    campus_client, outside_client, form_data, django_capture_on_commit_callbacks, frozen
+):
+    token = "0123456789abcdef0123456789abcdef"
+    submit(campus_client, form_data(token=token), django_capture_on_commit_callbacks)
+    other = Client(REMOTE_ADDR="140.114.9.9").get(f"/answer/{token}/")
+    assert other.status_code == 404 and "alice@" not in other.content.decode()
+    assert "Nothing to show here" in other.content.decode()
+    assert outside_client.get(f"/answer/{token}/").status_code == 403
+    assert campus_client.get("/answer/ffffffffffffffffffffffffffffffff/").status_code == 404
+
+
+def test_a_page_without_a_token_still_gets_an_answer_page(
+    campus_client, form_data, django_capture_on_commit_callbacks, frozen
+):
+    response = submit(
+        campus_client, form_data(token="not-a-token"), django_capture_on_commit_callbacks
+    )
+    assert response.status_code == 200 and "Report requested" in response.content.decode()
+    assert re.fullmatch(r"/answer/[0-9a-f]{32}/", response.redirect_chain[0][0])
