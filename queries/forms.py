@@ -92,6 +92,17 @@ class CaptchaInput(CaptchaTextInput):
     def get_context(self, name, value, attrs):
         context = super().get_context(name, value, attrs)
         context["image_size"] = captcha_settings.CAPTCHA_IMAGE_SIZE
+        # Django ties help and errors to a field's input, but not inside a MultiWidget:
+        # the answer's input is described by the field's help text and, after a wrong
+        # answer, its error (their ids as the form's template and Django's give them).
+        field_id = (attrs or {}).get("id")
+        if field_id:
+            hidden, answer = context["widget"]["subwidgets"]
+            hidden["attrs"].pop("aria-invalid", None)
+            described = [f"{field_id}_helptext"]
+            if answer["attrs"].get("aria-invalid"):
+                described.append(f"{field_id}_error")
+            answer["attrs"]["aria-describedby"] = " ".join(described)
         return context
 
 

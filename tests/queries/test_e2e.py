@@ -8,7 +8,6 @@ the outage test stops and starts again (the machine's shared Redis is never touc
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as dt
 import email
@@ -31,9 +30,10 @@ from django.utils import timezone
 from queries.models import Query
 from smtplog.models import Status
 from smtplog.store import add_events
+from tests.browser import browser
 from tests.conftest import TZ, make_event
 from tests.queries.processes import gunicorn, redis_server, saved_mail, smtp_sink
-from tests.services import require_chromium, require_postgres, require_program
+from tests.services import require_postgres, require_program
 from tests.worker import database_url, running_worker, wait_until
 
 pytestmark = [
@@ -45,15 +45,6 @@ pytestmark = [
 ]
 
 ADDRESS = "mei@cs.nthu.edu.tw"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture
@@ -149,20 +140,6 @@ def captcha_answer(key: str) -> str:
 
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(read).result()
-
-
-@contextlib.contextmanager
-def browser(**context):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=require_chromium(), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium.new_context(**context).new_page()
-        finally:
-            chromium.close()
 
 
 def ask_in_chinese(page, base_url: str, address: str) -> str:
