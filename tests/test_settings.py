@@ -424,3 +424,13 @@ def test_the_eml_file_backend_writes_one_file_per_message(tmp_path):
     parsed = [email.message_from_bytes(f.read_bytes()) for f in files]
     assert sorted(m["Subject"] for m in parsed) == ["Report 0", "Report 1", "Report 2"]
     assert {m["To"] for m in parsed} == {"alice@cs.nthu.edu.tw"}
+
+
+def test_the_readme_documents_every_setting_port_and_the_staff_password():
+    readme = (BASE_DIR / "README.md").read_text()
+    undocumented = [name for name in SMTPLOG_DEFAULTS if f"| `{name}` |" not in readme]
+    assert undocumented == []
+    assert "PORT=8080 SITE_URL=http://127.0.0.1:8080 scripts/run" in readme
+    assert 'port=${PORT:-8000}' in (BASE_DIR / "scripts" / "run").read_text()
+    assert "manage.py changepassword admin" in readme
+    assert manage("changepassword", "--help").returncode == 0
