@@ -9,11 +9,13 @@ from collections import Counter
 
 import pytest
 from django.core import mail
+from django.db import connection
 
-from queries.report import build_report, render_csv, render_json, report_message
+from queries.report import build_report, details, render_csv, render_json, report_message
 from smtplog.models import COUNTER_FIELDS, DailyCounter, Event, Status
 from smtplog.store import add_events
 from tests.conftest import NOW, TZ, make_event
+from tests.services import require_postgres
 
 pytestmark = pytest.mark.django_db
 ALICE = "alice@cs.nthu.edu.tw"
@@ -242,3 +244,28 @@ def test_json_has_header_summary_and_details(many_events):
     assert data["header"]["email"] == ALICE
     assert len(data["summary"]) == 32 and data["summary"][-1]["date"] == "total"
     assert len(data["details"]) == data["summary"][-1]["sum"]
+
+
+@pytest.mark.postgres
+def test_detail_times_read_as_text_are_the_stored_instants(db):
+    """On PostgreSQL details() reads each time as ISO text (ISO_TIME): the same aware
+    datetimes, to the microsecond, as the ORM reads, whatever the session's time zone."""
+    require_postgres()
+    times = [
+        dt.datetime(2026, 11, 19, 23, 59, 59, 999999, tzinfo=TZ),
+        dt.datetime(2026, 11, 20, 0, 0, 0, 1, tzinfo=TZ),
+        dt.datetime(2026, 11, 20, 9, 30, 15, tzinfo=TZ),
+    ]
+    add_events(
+        [make_event(ALICE, Status.SENT, t, recipient=f"r{n}@x.org") for n, t in enumerate(times)]
+    )
+    stored = list(
+        Event.objects.filter(sender=ALICE).order_by("time").values_list("time", flat=True)
+    )
+    assert [row.time for row in details(ALICE, BEGIN, END)] == stored == times
+    with connection.cursor() as cursor:
+        cursor.execute("SET TIME ZONE 'America/New_York'")  # not the UTC Django sets
+    rows = details(ALICE, BEGIN, END)
+    assert [row.time for row in rows] == times
+    assert all(row.time.utcoffset() == dt.timedelta(0) for row in rows)
+    assert [row.recipient for row in rows] == ["r0@x.org", "r1@x.org", "r2@x.org"]
