@@ -269,6 +269,7 @@ def context(report: Report, body_rows: int | None) -> dict:
         ],
         "rows": shown,
         "hidden_rows": len(report.rows) - len(shown),
+        "attached_csv": body_rows is not None,  # the mail; staff's text has every row
         "column_help": COLUMN_HELP,
         "site_url": settings.SITE_URL,
         "contact": settings.SMTPLOG_CONTACT_EMAIL,

@@ -431,6 +431,6 @@ def test_the_readme_documents_every_setting_port_and_the_staff_password():
     undocumented = [name for name in SMTPLOG_DEFAULTS if f"| `{name}` |" not in readme]
     assert undocumented == []
     assert "PORT=8080 SITE_URL=http://127.0.0.1:8080 scripts/run" in readme
-    assert 'port=${PORT:-8000}' in (BASE_DIR / "scripts" / "run").read_text()
+    assert "port=${PORT:-8000}" in (BASE_DIR / "scripts" / "run").read_text()
     assert "manage.py changepassword admin" in readme
     assert manage("changepassword", "--help").returncode == 0

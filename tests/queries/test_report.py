@@ -11,7 +11,14 @@ import pytest
 from django.core import mail
 from django.db import connection
 
-from queries.report import build_report, details, render_csv, render_json, report_message
+from queries.report import (
+    build_report,
+    details,
+    render_csv,
+    render_json,
+    render_text,
+    report_message,
+)
 from smtplog.models import COUNTER_FIELDS, DailyCounter, Event, Status
 from smtplog.store import add_events
 from tests.conftest import NOW, TZ, make_event
@@ -269,3 +276,11 @@ def test_detail_times_read_as_text_are_the_stored_instants(db):
     assert [row.time for row in rows] == times
     assert all(row.time.utcoffset() == dt.timedelta(0) for row in rows)
     assert [row.recipient for row in rows] == ["r0@x.org", "r1@x.org", "r2@x.org"]
+
+
+def test_the_staff_text_has_every_row_and_speaks_of_no_attachment(many_events, settings):
+    settings.SMTPLOG_REPORT_BODY_ROWS = 10
+    report = build_report(ALICE, BEGIN, END)
+    text = render_text(report)
+    assert "\n1 | " in text and f"\n{len(report.rows)} | " in text
+    assert "CSV" not in text
