@@ -284,3 +284,28 @@ def test_the_staff_text_has_every_row_and_speaks_of_no_attachment(many_events, s
     text = render_text(report)
     assert "\n1 | " in text and f"\n{len(report.rows)} | " in text
     assert "CSV" not in text
+
+
+@pytest.mark.postgres
+def test_details_plan_without_bitmap_scans_and_put_the_setting_back(many_events):
+    """_without_bitmap_scans: the heavy sender's rows come from the (sender, time) index
+    (bench/report.py: a bitmap scan and a sort of every row doubled the report's time);
+    the session's setting is as it was afterwards."""
+    require_postgres()
+    seen = []
+
+    def spy(execute, sql, params, many, context):
+        if "smtplog_event" in sql:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT current_setting('enable_bitmapscan')")
+                seen.append(cursor.fetchone()[0])
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy):
+        rows = details(ALICE, BEGIN, END)
+    assert seen == ["off"]
+    assert [row.number for row in rows] == list(range(1, len(rows) + 1))
+    assert [row.time for row in rows] == sorted(row.time for row in rows)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('enable_bitmapscan')")
+        assert cursor.fetchone()[0] == "on"
