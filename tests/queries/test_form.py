@@ -203,3 +203,23 @@ def test_errors_follow_the_language_chosen_in_the_form(campus_client, form_data,
     html = page.content.decode()
     assert 'lang="zh-hant"' in html
     assert "僅限" in html
+
+
+def test_an_expired_challenge_is_refused_and_burnt(campus_client, form_data):
+    """OnceCaptchaField's one statement keeps the library's rule on expiry."""
+    from captcha.conf import settings as captcha_settings
+    from django.utils import timezone
+
+    captcha_settings.CAPTCHA_TEST_MODE = False
+    try:
+        key = CaptchaStore.generate_key()
+        store = CaptchaStore.objects.get(hashkey=key)
+        CaptchaStore.objects.filter(hashkey=key).update(expiration=timezone.now())
+        response = campus_client.post(
+            "/", form_data(captcha_0=key, captcha_1=f"  {store.response} ")
+        )
+        assert "verification code was wrong or has expired" in response.content.decode()
+        assert not CaptchaStore.objects.filter(hashkey=key).exists()
+        assert not Query.objects.exists()
+    finally:
+        captcha_settings.CAPTCHA_TEST_MODE = True
