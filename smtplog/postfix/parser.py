@@ -1,7 +1,7 @@
 """The Postfix log line parser: one syslog line in, one typed record (or None) out.
 
 A line is `<timestamp> <host> <syslog_name>/<...>/<daemon>[<pid>]: <message>`
-(POSTFIX-FORMATS.md §1). Work per line is kept small because a month of a campus relay
+(docs/postfix-lines.md). Work per line is kept small because a month of a campus relay
 is millions of lines, most of them useless here:
 
 1. decode (invalid UTF-8 is replaced, not refused), refuse over-long lines;
@@ -79,6 +79,7 @@ _PENDING = datetime(1970, 1, 1, tzinfo=UTC)
 # How many `host program[pid]` values are remembered, and the longest one.
 _HEADS_KEPT = 4096
 _HEAD_MAX = 320
+_HOST_MAX = 255
 
 # Policy actions logged with a `; from=<...> to=<...>` tail: smtpd access/milter
 # decisions, postscreen, the before-queue proxy, cleanup header/body checks.
@@ -98,14 +99,14 @@ REJECT_ACTIONS = frozenset(
 )
 _ACTIONS = "|".join(sorted((re.escape(a) for a in REJECT_ACTIONS), key=len, reverse=True))
 
-# A queue ID is the token before the message's first ": " (POSTFIX-FORMATS §4): short
+# A queue ID is the token before the message's first ": " (docs/postfix-lines.md): short
 # (hex), long (base 52) or munged (FG's XXXX suffix), so any 5-32 ASCII alphanumerics;
 # the grammar of the rest of the line is what makes it one.
 _QID = r"[0-9A-Za-z]{5,32}"
 
 # Delivery status lines, in two steps: the fields of today's Postfix in their order
 # (fast), then any key=value fields between the fixed ones, unbracketed addresses and a
-# line cut short (POSTFIX-FORMATS §2.7).
+# line cut short.
 _RELAY = (
     r"relay=(?P<relay>(?P<relay_host>[^,\[]*)\[(?P<relay_ip>[^\],]*)\]"
     r"(?::(?P<relay_port>\d{1,5}))?|[^,]*), "
@@ -126,6 +127,7 @@ _DELIVERY_ANY = re.compile(
     r"(?: \((?P<response>.*)\)| \(?(?P<cut>.*))?"  # up to the LAST ")"; a line cut short
 )
 _QUEUED_AS = re.compile(r"queued as ([0-9A-Za-z]+)")
+_FORWARDED_AS = re.compile(r"forwarded as ([0-9A-Za-z]+)")
 
 # smtpd: the useful lines and their fields in one match (connect, disconnect, TLS, lost
 # connection... fail on their first word). The empty groups name the kind (lastgroup).
@@ -341,8 +343,8 @@ class LineParser:
         space = key.find(" ")
         bracket = key.rfind("[")
         slash = key.rfind("/", 0, bracket)
-        if space <= 0 or key.find(" ", space + 1) >= 0:
-            split = NOT_SYSLOG
+        if space <= 0 or space > _HOST_MAX or key.find(" ", space + 1) >= 0:
+            split = NOT_SYSLOG  # a host name is at most 253 characters
         elif bracket < space or slash < space or not key.endswith("]"):
             split = NOT_POSTFIX  # dovecot: ..., amavis[123]: ...
         else:
@@ -478,11 +480,15 @@ def _delivery(msg: str) -> Record | str:
             orig = orig_bare or ""
         if response is None:
             response = cut or ""
-    queued_as = None
-    if "queued as " in response:
+    queued_as = forwarded_as = None
+    if " as " in response:  # one test for the many replies that name no new queue ID
         q = _QUEUED_AS.search(response)
         if q is not None:
             queued_as = q[1]
+        elif status == "sent":
+            q = _FORWARDED_AS.search(response)
+            if q is not None:
+                forwarded_as = q[1]
     if relay_ip is None or "/" in relay_ip:  # none, local, host[/path/of/socket]
         relay_host = relay
         relay_ip = ""
@@ -510,6 +516,7 @@ def _delivery(msg: str) -> Record | str:
         status,
         response,
         queued_as,
+        forwarded_as,
     )
 
 

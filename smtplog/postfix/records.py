@@ -77,7 +77,9 @@ class Delivery(Record):
     the host[ip]:port form (ip an IPv4 or IPv6 address), else relay_host is the whole
     relay and relay_ip is "". response is everything inside the parentheses after
     status=, up to the last ")" of the line (to the end of the line when it was cut
-    short). queued_as is the NEWID of a "queued as NEWID" in the response.
+    short). queued_as is the NEWID of a "queued as NEWID" in the response (a hand-off
+    to a content filter, or any server's reply); forwarded_as the NEWID of local's
+    `status=sent (forwarded as NEWID)` (an alias or .forward expansion).
     """
 
     recipient: str
@@ -91,6 +93,7 @@ class Delivery(Record):
     status: str  # sent, deferred, bounced, expired, undeliverable...
     response: str
     queued_as: str | None
+    forwarded_as: str | None
 
 
 @dataclass(slots=True)

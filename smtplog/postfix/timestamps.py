@@ -12,6 +12,7 @@ cached: a busy relay logs many lines per second.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, tzinfo
 
 MONTHS: dict[str, int] = {
@@ -21,6 +22,24 @@ MONTHS: dict[str, int] = {
         start=1,
     )
 }
+
+# The start of a syslog line in one of the forms above (and the unpadded classic day).
+_STAMP = re.compile(
+    rb"(?:[A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d "
+    rb"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
+    rb"|\d{4} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d)"
+)
+
+
+def starts_with_timestamp(line: bytes) -> bool:
+    """Whether the line starts the way a syslog line does (to tell a log file from JSON,
+    CSV or binary data by its first lines; not a check of the time itself)."""
+    return _STAMP.match(line) is not None
+
+
+# Years a log line can come from. Outside them a stamp is junk, and a time there could
+# not even be moved to another zone (datetime ends at year 1 and 9999).
+FIRST_YEAR, LAST_YEAR = 1970, 9000
 
 # "mm:ss" -> its offset into the hour: one dict lookup instead of two int() calls.
 _MINUTES_SECONDS: dict[str, timedelta] = {
@@ -153,6 +172,8 @@ class SyslogClock:
             time = datetime.fromisoformat(stamp)
         except ValueError:
             return None
+        if not FIRST_YEAR <= time.year <= LAST_YEAR:
+            return None
         if time.tzinfo is None:
             return time.replace(tzinfo=self.tz)
         return time
@@ -166,9 +187,12 @@ class SyslogClock:
         if stamp[14:15] != ":" or stamp[17:18] != ":" or (stamp[20:21] or ".") != ".":
             return None
         try:
+            year = int(stamp[:4])
+            if not FIRST_YEAR <= year <= LAST_YEAR:
+                return None
             micro = int((fraction + "00000")[:6]) if fraction else 0
             return datetime(
-                int(stamp[:4]),
+                year,
                 month,
                 int(stamp[9:11]),
                 int(stamp[12:14]),

@@ -1,4 +1,4 @@
-"""The Postfix line parser, one line kind at a time, on real lines of POSTFIX-FORMATS.md.
+"""The Postfix line parser, one line kind at a time, on real lines (docs/postfix-lines.md).
 
 No database: the parser is plain Python.
 """
@@ -144,7 +144,7 @@ def test_an_unauthenticated_client_has_empty_sasl_fields() -> None:
 
 
 def test_a_client_with_port_and_sasl_sender_keeps_address_and_login() -> None:
-    # The form Postfix 3 logs with client port logging on (POSTFIX-FORMATS §2.2).
+    # The form Postfix 3 logs with client port logging on.
     rec = parse(
         "Jan  5 10:00:00 relay1 postfix/smtpd[4410]: 5F2A1C0042: "
         "client=pc12.cs.example.edu[192.0.2.7]:51234, sasl_method=LOGIN, sasl_username=alice, "
@@ -300,6 +300,7 @@ def test_a_bounce_keeps_the_whole_response_with_its_nested_parentheses() -> None
         "host mx.example.com[11.22.33.44] said: 550 5.1.1 <invalid.email@example.com> User "
         "unknown (in reply to RCPT TO command)",
         None,
+        None,
     )
 
 
@@ -328,6 +329,7 @@ def test_a_content_filter_hop_names_the_queue_id_it_was_queued_as() -> None:
         "sent",
         "250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as 4PbC4z6W5Qz3tG3",
         "4PbC4z6W5Qz3tG3",
+        None,
     )
 
 
@@ -355,7 +357,34 @@ def test_a_deferral_from_postfix_error_in_the_year_prefixed_form_is_a_delivery()
         "deferred",
         "connect to mx.valek.cz[82.113.55.126]:25: Connection refused",
         None,
+        None,
     )
+
+
+def test_a_local_alias_expansion_names_the_queue_id_it_was_forwarded_as() -> None:
+    rec = parse(
+        "2023-03-13T00:40:11.021405+01:00 helga postfix/local[326895]: 4PbMVH1gW1z3tBr: "
+        "to=<root@mail.example.de>, relay=local, delay=0.06, delays=0.02/0.01/0/0.03, "
+        "dsn=2.0.0, status=sent (forwarded as 4PbMVH1yTpz3tG3)",
+        Delivery,
+    )
+    assert (rec.daemon, rec.relay, rec.status, rec.queued_as, rec.forwarded_as) == (
+        "local",
+        "local",
+        "sent",
+        None,
+        "4PbMVH1yTpz3tG3",
+    )
+
+
+def test_only_a_sent_line_can_be_forwarded() -> None:
+    rec = parse(
+        "Jun  3 10:40:59 mail postfix/local[2]: AAAA1: to=<root@mail.example.de>, relay=local, "
+        "delay=0.06, delays=0.02/0.01/0/0.03, dsn=4.3.0, status=deferred (forwarded as "
+        "BBBB2 failed: temporary error)",
+        Delivery,
+    )
+    assert rec.forwarded_as is None
 
 
 def test_an_lmtp_relay_over_a_unix_socket_is_not_split() -> None:
@@ -950,6 +979,15 @@ def test_every_kind_of_bounce_notice_is_named(message: str, kind: str) -> None:
             "Jan 27 06:36:56 mail dovecot: imap-login: Login: user=<h-304@h-ffeb17e38996c.com>",
             "not_postfix",
         ),
+        (  # longer than any host name: no relay is called that (and no column holds it)
+            f"Jun  3 10:40:57 {'h' * 256} postfix/qmgr[1005]: 776E41855DB2: removed",
+            "not_syslog",
+        ),
+        (  # a year no log line comes from (and a local day that cannot be told)
+            "0001-01-01T00:00:00-05:00 mail postfix/qmgr[1005]: 776E41855DB2: removed",
+            "bad_timestamp",
+        ),
+        ("9999 Dec 31 23:59:59 mail postfix/qmgr[1005]: 776E41855DB2: removed", "bad_timestamp"),
         (
             "Jun  3 10:40:57 mail amavis[2279]: (02279-04) Passed CLEAN {RelayedOpenRelay}",
             "not_postfix",
