@@ -1,7 +1,9 @@
 """Writes to the event store that keep DailyCounter in step with Event.
 
-Every function here must run inside the caller's transaction, so events and the
-counter increments they cause commit (or roll back) together.
+Each function that changes events changes their counters in the same transaction, so
+both commit (or roll back) together: it joins the caller's transaction when called inside
+one (ingestion commits a whole batch with its file position), and opens its own
+otherwise. apply_delta changes counters only, in one statement.
 """
 
 from __future__ import annotations
@@ -64,14 +66,15 @@ def apply_delta(delta: Delta) -> None:
 
 def add_events(events: list[Event], batch_size: int = 5000) -> list[Event]:
     """Insert events and count the attributed ones."""
-    created = Event.objects.bulk_create(events, batch_size=batch_size)
-    apply_delta(counter_delta(events))
+    with transaction.atomic(savepoint=False):
+        created = Event.objects.bulk_create(events, batch_size=batch_size)
+        apply_delta(counter_delta(events))
     return created
 
 
 def delete_events(queryset) -> int:
     """Delete events and take them off the counters."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         rows = (
             queryset.counted()
             .values_list("sender", "day", "status")
@@ -90,7 +93,7 @@ def attribute_events(queryset, sender: str, delta: Delta | None = None) -> int:
     With `delta`, the counter increments are added to it for the caller to apply (once,
     in sorted order, so that concurrent ingesters lock counter rows in one order).
     """
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         pending = list(queryset.filter(sender="").values_list("id", "day", "status"))
         if not pending:
             return 0
@@ -124,7 +127,7 @@ def stored_counts(day=None) -> Delta:
 
 def rebuild_counters(day) -> int:
     """Replace one day's counters by a recount of its events; returns the rows written."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         DailyCounter.objects.filter(day=day).delete()
         delta = recount(day)
         apply_delta(delta)
