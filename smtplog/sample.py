@@ -3,9 +3,9 @@
 `generate()` simulates the university's outgoing relays (``smtp1``, ``smtp2``, ...) and writes, per
 relay, Debian-style daily rotated syslog files (``mail.log``, ``mail.log.1``, ``mail.log.2.gz`` ...,
 rotated by cron.daily at about 06:25 local time) plus ``expected.json``: what every column of the
-report (SPEC section 2) must show for each sender and local day, and what pflogsumm must report per
-relay and day. Every line follows a grammar of POSTFIX-FORMATS.md (real Postfix, amavis, opendkim,
-dovecot and postscreen lines), so our parser and pflogsumm both read them.
+report (docs/counting-rules.md) must show for each sender and local day, and what pflogsumm must
+report per relay and day. Every line follows the grammar of real Postfix, amavis, opendkim, dovecot
+and postscreen lines (docs/postfix-lines.md), so our parser and pflogsumm both read them.
 
 The simulation: SASL submissions (addresses and bare logins), webmail, campus servers relaying
 without SASL, forwarded off-campus senders; every message crosses an amavis content filter
@@ -365,8 +365,11 @@ def generate(
     timestamp_format: str = "classic",
     senders: int = 60,
     gzip_rotated: bool = True,
+    until: datetime | None = None,
 ) -> Expected:
     """Write a sample of `days` local days ending with `end` (default: today) under `out_dir`.
+
+    No line is later than `until`; without an `end`, the month ends today, at the present.
 
     Per relay, ``out_dir/<host>/mail.log*`` (older ``mail.log*`` files there are replaced), and
     ``out_dir/expected.json``. `messages_per_day` is the cluster's mean of submitted messages on a
@@ -374,7 +377,9 @@ def generate(
     one logs as ``postfix-out`` with long queue IDs. Deterministic for a given seed.
     """
     zone = _check(days, relays, messages_per_day, tz, timestamp_format, senders)
-    end = end or datetime.now(zone).date()
+    if end is None:
+        until = until or datetime.now(zone)
+        end = until.astimezone(zone).date()
     first = end - timedelta(days=days - 1)
     out_dir = Path(out_dir)
     sim = Simulation(
@@ -388,6 +393,7 @@ def generate(
         timestamp_format=timestamp_format,
         senders=senders,
         gzip_rotated=gzip_rotated,
+        until=until.timestamp() if until else None,
     )
     sim.run()
     expected = sim.expected(tz)
@@ -433,13 +439,19 @@ def _check(days: int, relays: int, per_day: int, tz: str, fmt: str, senders: int
 
 
 class Clock:
-    """Local days as epoch boundaries, and the syslog timestamp of an epoch time."""
+    """Local days as epoch boundaries, and the syslog timestamp of an epoch time.
 
-    def __init__(self, first: date, days: int, zone: ZoneInfo, fmt: str) -> None:
+    `end`: no line at or after it (the end of the last day, or `until` if earlier).
+    """
+
+    def __init__(
+        self, first: date, days: int, zone: ZoneInfo, fmt: str, until: float | None = None
+    ) -> None:
         self.zone = zone
         self.dates = [first + timedelta(days=i) for i in range(days + 1)]
         self.starts = [datetime.combine(d, time(), zone).timestamp() for d in self.dates]
-        self.start, self.end = self.starts[0], self.starts[-1]
+        self.start = self.starts[0]
+        self.end = self.starts[-1] if until is None else min(self.starts[-1], until)
         self.rfc = fmt == "rfc3339"
         self._day = -1
         self._cache: dict[int, str] = {}
@@ -1943,10 +1955,11 @@ class Simulation(_Messages, _Recipients, _Abuse):
         timestamp_format: str,
         senders: int,
         gzip_rotated: bool,
+        until: float | None = None,
     ) -> None:
         self.rng = rng = Rng(seed)
         self.seed, self.fmt, self.days, self.per_day = seed, timestamp_format, days, per_day
-        self.clock = Clock(first, days, zone, timestamp_format)
+        self.clock = Clock(first, days, zone, timestamp_format, until)
         self.relays = [Relay(i, relays > 1 and i == relays - 1, rng) for i in range(relays)]
         self.domains, self.domain_weights = _domains()
         self.by_name = {d.name: d for d in self.domains}

@@ -237,7 +237,10 @@ if SMTPLOG_ALERT_CATCHUP_DAYS > SMTPLOG_RETENTION_DAYS:
 
 # Ingestion
 # Log files the beat task ingests every minute (globs; rotated and .gz copies included).
-SMTPLOG_MAILLOG_GLOBS = env_list("SMTPLOG_MAILLOG_GLOBS", [str(VAR_DIR / "maillog" / "*")])
+# The default is where make_sample_maillog writes (var/maillog/<relay>/mail.log*).
+SMTPLOG_MAILLOG_GLOBS = env_list(
+    "SMTPLOG_MAILLOG_GLOBS", [str(VAR_DIR / "maillog" / "*" / "mail.log*")]
+)
 # Next hops of the relays' own content filter: a status=sent to one of them is an internal
 # hand-off ("queued as NEWID"), not a delivery. Hosts or IPs, optionally with :port.
 SMTPLOG_INTERNAL_NEXT_HOPS = env_list(

@@ -87,7 +87,7 @@ SMTPLOG_DEFAULTS = {
     "SMTPLOG_ALERT_CATCHUP_DAYS": 7,
     "SMTPLOG_CONTACT_EMAIL": "opr@net.nthu.edu.tw",
     "SMTPLOG_VPN_URL": "https://net.nthu.edu.tw/netsys/service:sslvpn",
-    "SMTPLOG_MAILLOG_GLOBS": [str(VAR / "maillog" / "*")],
+    "SMTPLOG_MAILLOG_GLOBS": [str(VAR / "maillog" / "*" / "mail.log*")],
     "SMTPLOG_INTERNAL_NEXT_HOPS": ["127.0.0.1", "::1", "localhost"],
     "SMTPLOG_INGEST_BATCH_LINES": 20000,
     "SMTPLOG_INGEST_WORKERS": 4,

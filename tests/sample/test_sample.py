@@ -13,15 +13,17 @@ import re
 import subprocess
 import sys
 from collections import defaultdict
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from io import StringIO
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from smtplog.postfix import LineParser
 from smtplog.sample import COLUMNS, Expected, generate
 from tests.services import require_program
 
@@ -476,3 +478,43 @@ def test_the_command_refuses_bad_input_with_a_clear_message(
 ) -> None:
     with pytest.raises(CommandError, match=re.escape(message)):
         call_command("make_sample_maillog", "--out", str(tmp_path), *args)
+
+
+# -- up to the present, and written whole ----------------------------------------------
+def test_the_sample_month_ends_at_the_present(tmp_path):
+    now = datetime(2026, 11, 20, 14, 48, 30, tzinfo=TAIPEI)
+    with time_machine.travel(now, tick=False):
+        expected = generate(tmp_path, days=2, relays=1, messages_per_day=200)
+    assert expected.last_day == now.date()
+    parser = LineParser(TAIPEI, reference=now)
+    times = []
+    for name in expected.files:
+        path = tmp_path / name
+        with gzip.open(path, "rb") if name.endswith(".gz") else open(path, "rb") as f:
+            times += [rec.time for rec in map(parser.parse, f) if rec is not None]
+    assert max(times) <= now
+    assert max(times) > now - timedelta(hours=3)  # the day is there up to now
+
+
+def test_a_new_sample_directory_appears_whole_and_the_output_names_it(tmp_path):
+    target = tmp_path / "maillog"
+    out = StringIO()
+    call_command(
+        "make_sample_maillog",
+        "--days",
+        "1",
+        "--end",
+        "2025-05-07",
+        "--out",
+        str(target),
+        stdout=out,
+    )
+    assert f"expected counts in {target / 'expected.json'}" in out.getvalue()
+    assert (target / "expected.json").exists()
+    assert not (tmp_path / "maillog.partial").exists()
+
+
+def test_scripts_run_writes_the_sample_where_its_log_says():
+    text = (REPO / "scripts" / "run").read_text()  # its log says what the command printed
+    assert "make_sample_maillog --days 31 --out var/maillog\n" in text
+    assert "maillog.partial" not in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -16,7 +17,9 @@ class Command(BaseCommand):
         "Write realistic Postfix logs of the outgoing relay cluster: per relay, "
         "OUT/<host>/mail.log with Debian's daily rotation (mail.log.1, mail.log.2.gz, ...), and "
         "OUT/expected.json with the exact per-sender, per-day counts and the pflogsumm totals "
-        "they must give. Earlier mail.log* files in OUT/<host>/ are replaced."
+        "they must give, up to now at the latest. A new OUT appears whole (it is written "
+        "beside it first); in an existing OUT, earlier mail.log* files in OUT/<host>/ are "
+        "replaced."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -56,9 +59,14 @@ class Command(BaseCommand):
         out = options["out"]
         if out.exists() and not out.is_dir():
             raise CommandError(f"--out {out} exists and is not a directory")
+        # A new directory is written aside and moved into place when complete: whoever
+        # watches for it (scripts/run, the every-minute task) never sees half a month.
+        target = out if out.exists() else out.with_name(out.name + ".partial")
+        if target != out:
+            shutil.rmtree(target, ignore_errors=True)  # what a killed run left
         try:
             expected = sample.generate(
-                out,
+                target,
                 days=options["days"],
                 end=end,
                 relays=options["relays"],
@@ -69,7 +77,11 @@ class Command(BaseCommand):
                 senders=options["senders"],
             )
         except ValueError as exc:
+            if target != out:
+                shutil.rmtree(target, ignore_errors=True)
             raise CommandError(str(exc)) from exc
+        if target != out:
+            target.rename(out)
         self.stdout.write(
             f"Wrote {len(expected.files)} files ({len(expected.relays)} relays), "
             f"{expected.lines:,} lines, {options['senders']:,} sender accounts "
