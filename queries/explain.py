@@ -2,7 +2,9 @@
 
 An exact code is explained when we know it; otherwise its class and subject
 (X.Y.*) are. A few cases are told apart by the reply text: greylisting and rate limits
-(both 4.7.x), Microsoft's 5.4.1 "Access denied", SASL failures and the relay's own rejects.
+(both 4.7.x), Microsoft's 5.4.1 "Access denied", SASL failures and the relay's own rejects;
+and a "bounced" row with a 2.x.x reply is the content filter's discard
+(docs/counting-rules.md).
 """
 
 from __future__ import annotations
@@ -99,6 +101,16 @@ SPECIAL: dict[str, tuple[str, Promise]] = {
             "password. If this was not you, change your password now."
         ),
     ),
+    "discarded": (
+        _("discarded by the content filter"),
+        _(
+            "The campus relay's content filter (its virus and spam check) took the message "
+            "and dropped it: it reached nobody, and no bounce message comes back to you. "
+            "The reply says why: BANNED means an attachment of a kind that is not allowed "
+            "(such as .exe), INFECTED a virus, SPAM that it was taken for spam. Send it "
+            "again without that attachment, or ask the mail administrators."
+        ),
+    ),
     "reject": (
         _("rejected by the relay"),
         _(
@@ -153,6 +165,8 @@ def key_of(status: str, dsn: str, response: str) -> str:
     if status == "auth_blk":
         return "sasl" if "authentication failed" in text else "reject"
     code = code_of(dsn, response)
+    if status == "bounced" and code.startswith("2."):
+        return "discarded"  # a success reply, yet nothing delivered: the filter dropped it
     if code.startswith("4.7."):
         if "grey" in text or "gray" in text:
             return "greylist"
