@@ -15,20 +15,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
-NULL_SENDER = "<>"
-
-
-def normalize_address(address: str) -> str:
-    """An envelope address as stored: trimmed, without angle brackets, lower-case.
-
-    The null sender stays "<>" (it belongs to nobody and is never counted).
-    """
-    address = address.strip()
-    if address.startswith("<") and address.endswith(">"):
-        address = address[1:-1].strip()
-    if not address:
-        return NULL_SENDER
-    return address.lower()
+from smtplog.addresses import NULL_SENDER, normalize_address
 
 
 class Status(models.TextChoices):
@@ -300,12 +287,15 @@ class LogFile(models.Model):
     """An ingested log file, known by a fingerprint of its start, not by its name.
 
     `position` counts bytes of the decompressed stream consumed so far; it is committed
-    in the same transaction as the rows those bytes produced.
+    in the same transaction as the rows those bytes produced, with `tail`, a hash of the
+    end of the last line read: a file whose bytes before the position are no longer
+    those (truncated in place, rewritten) is noticed and read from its first new line.
     """
 
     fingerprint = models.CharField(_("fingerprint"), max_length=64, unique=True)
     path = models.CharField(_("last path"), max_length=1024)
     position = models.BigIntegerField(_("position"), default=0)
+    tail = models.CharField(max_length=16, blank=True, editable=False)
     lines = models.BigIntegerField(_("lines read"), default=0)
     year_anchor = models.IntegerField(
         _("year"),

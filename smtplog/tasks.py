@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from celery import shared_task
 
 from smtplog import retention, store
+
+log = logging.getLogger(__name__)
 
 
 @shared_task
@@ -18,15 +21,25 @@ def recount_counters(day: str) -> str:
 
 @shared_task(soft_time_limit=50, time_limit=58)
 def ingest_configured_logs() -> str:
-    """Every minute: read what is new in SMTPLOG_MAILLOG_GLOBS. Skips if an ingester runs."""
+    """Every minute: read what is new in SMTPLOG_MAILLOG_GLOBS. Skips if an ingester runs.
+
+    What went wrong is logged, one line each (the files' rows on the dashboard say it too).
+    """
     from django.conf import settings
 
-    from smtplog.ingest.run import IngestBusy, ingest
+    from smtplog.ingest.run import IngestBusy, IngestFailed, ingest
 
     try:
         summary = ingest(settings.SMTPLOG_MAILLOG_GLOBS, wait=False)
     except IngestBusy:
         return "busy: another ingester is running"
+    except IngestFailed as exc:
+        log.error("ingestion stopped: %s", exc)
+        return f"stopped: {exc}"
+    for note in summary.notes:
+        log.warning("%s", note)
+    for error in summary.errors:
+        log.error("%s", error)
     return f"{summary.lines} lines, {summary.events} events, {len(summary.errors)} errors"
 
 

@@ -2,30 +2,36 @@
 
 Plain Python, no Django: the persistence layer (smtplog.ingest.persist) loads the
 in-flight state into a Correlator, feeds it records, and writes what it produced.
-The rules are SPEC §2: every event counts on the local day of the line that evidences
-it, for the envelope sender; the content-filter hand-off is not counted and the
-re-queued message keeps the original sender, client IP and SASL user.
+The rules are docs/counting-rules.md: every event counts on the local day of the line
+that evidences it, for the envelope sender; the hand-off to the content filter and a
+local alias expansion are internal steps, not counted, and the re-queued message keeps
+the original's sender, client IP and SASL user; a content filter's discard is a bounce.
+docs/postfix-lines.md says which lines these are and how they tie together.
+
+Whatever the lines, feeding them never raises: a syslog repeat of a message's line is
+recognised (see Correlator.message and Correlator.first_time) and changes nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
+import re
 from collections.abc import Iterable
 
+from smtplog.addresses import MAX_LENGTH, NULL_SENDER, normalize_address
 from smtplog.postfix import records as r
 
-NULL_SENDER = "<>"
 UNKNOWN = ""  # sender not known yet: the event waits, uncounted
 COUNTED_DELIVERY = frozenset({"sent", "bounced", "deferred"})
 COUNTED_REJECT = frozenset({"reject", "milter-reject"})
-
-
-def normalize_address(address: str) -> str:
-    """Same rule as smtplog.models.normalize_address (kept here so this module stays pure)."""
-    address = address.strip()
-    if address.startswith("<") and address.endswith(">"):
-        address = address[1:-1].strip()
-    return address.lower() if address else NULL_SENDER
+# How long (in the relay's own log time) a message's end and its events are remembered
+# to recognise lines repeated by a syslog relay: such a repeat comes within seconds or
+# minutes. A line repeated later than this is taken as new.
+REPEAT_WINDOW = dt.timedelta(hours=1)
+# amavis's "250 2.7.0 Ok, discarded, id=... - BANNED: ..." and other filters' alike.
+_DISCARDED = re.compile(r"\b[Dd]iscarded\b")
+_KEPT_IPS = 65536  # client addresses whose check is remembered
 
 
 class MessageState:
@@ -50,6 +56,7 @@ class MessageState:
         "removed_at",
         "waiting",
         "db_waiting",
+        "start",
     )
 
     def __init__(self, relay: str, queue_id: str, first_seen: dt.datetime, pk: int | None = None):
@@ -71,6 +78,9 @@ class MessageState:
         self.removed_at: dt.datetime | None = None
         self.waiting: list[EventRow] = []  # this batch's events waiting for the sender
         self.db_waiting = False  # stored events of this message wait for the sender
+        # Its first line (smtpd client=, pickup) as this process saw it: another first
+        # line of the queue ID is a new life of it, the same one a repeat.
+        self.start: tuple | None = None
 
 
 class EventRow:
@@ -160,8 +170,38 @@ def _split_hop(hop: str) -> tuple[str, int | None]:
     return hop, None
 
 
+def event_key(row: EventRow | tuple) -> int:
+    """What makes two events of a message the same: everything stored but who sent it.
+
+    `row` is an EventRow, or the stored (queue_id, time, status, recipient, next_hop,
+    dsn, delay, response) of one.
+    """
+    if row.__class__ is EventRow:
+        row = (
+            row.queue_id,
+            row.time,
+            row.status,
+            row.recipient,
+            row.next_hop,
+            row.dsn,
+            row.delay,
+            row.response,
+        )
+    return hash(row)
+
+
 class Correlator:
-    """Turns records into events; holds the in-flight messages of every relay."""
+    """Turns records into events; holds the in-flight messages of every relay.
+
+    Besides the messages in flight (`active`), it remembers for REPEAT_WINDOW of each
+    relay's log time the messages that ended (`ended`) and the events of messages it
+    produced (`seen`), so that a block of lines repeated by syslog changes nothing:
+    a line of a queue ID that ended no earlier than the line's own time belongs to that
+    ended life (it is not a new message), and an event equal to one already produced is
+    not produced again. Lines tied to no message (SASL failures, NOQUEUE rejects) are
+    not in this: a client can fail twice in one second, and the log cannot tell that
+    from a repeat.
+    """
 
     def __init__(
         self,
@@ -169,13 +209,22 @@ class Correlator:
         internal_hops: InternalHops,
         active: Iterable[MessageState] = (),
         aliases: dict[str, str] | None = None,
+        ended: Iterable[MessageState] = (),
+        seen: Iterable[tuple[str, tuple]] = (),
     ):
         self.tz = tz
         self.internal_hops = internal_hops
         self.active: dict[tuple[str, str], MessageState] = {
             (m.relay, m.queue_id): m for m in active
         }
+        self.ended: dict[tuple[str, str], MessageState] = {}
+        for m in sorted(ended, key=lambda m: m.removed_at):
+            self.ended[(m.relay, m.queue_id)] = m  # the latest life of a queue ID
+        self.seen: dict[str, dict[int, dt.datetime]] = {}  # relay -> event key -> time
+        for relay, stored in seen:
+            self.seen.setdefault(relay, {})[event_key(stored)] = stored[1]
         self.aliases: dict[str, str] = dict(aliases or {})
+        self._ips: dict[str, str | None] = {}
         self.reset_batch()
 
     # -- batch outputs, taken by the persistence layer at each commit --------------------
@@ -193,12 +242,76 @@ class Correlator:
         return time.astimezone(self.tz).date()
 
     def message(self, relay: str, queue_id: str, time: dt.datetime) -> MessageState:
+        """The life of the queue ID that a line of `time` belongs to.
+
+        The one in flight; else the one that ended no earlier than `time` (a repeated or
+        late line of it); else a new life begins.
+        """
         key = (relay, queue_id)
         msg = self.active.get(key)
         if msg is None:
-            msg = self.active[key] = MessageState(relay, queue_id, time)
+            msg = self.ended.get(key)
+            if msg is None or time > msg.removed_at:
+                msg = self.active[key] = MessageState(relay, queue_id, time)
         self.touched[id(msg)] = msg  # _touch, inlined: the hot path
         return msg
+
+    def _life_at(self, relay: str, queue_id: str, time: dt.datetime) -> MessageState:
+        """message(), but a line older than the life in flight belongs to the life that
+        ended, when that one covers it: a repeated line of an earlier life of the queue
+        ID must not change the new one. (Delivery lines, most of all lines, need not
+        ask: a repeated event is recognised by itself, see first_time.)"""
+        msg = self.message(relay, queue_id, time)
+        if time < msg.first_seen:
+            ended = self.ended.get((relay, queue_id))
+            if ended is not None and time <= ended.removed_at:
+                return ended
+        return msg
+
+    def first_time(self, event: EventRow) -> bool:
+        """Whether the event is new (and remember it), or repeats one produced already."""
+        seen = self.seen.get(event.relay)
+        if seen is None:
+            seen = self.seen[event.relay] = {}
+        key = event_key(event)
+        if key in seen:
+            return False
+        seen[key] = event.time
+        return True
+
+    def forget_old(self) -> None:
+        """Drop what lies more than REPEAT_WINDOW before each relay's latest line seen.
+
+        Called between batches: memory stays bounded by the window, not the log.
+        """
+        newest: dict[str, dt.datetime] = {}
+        for relay, seen in self.seen.items():
+            if seen:
+                newest[relay] = max(seen.values())
+        for msg in self.ended.values():
+            if msg.relay not in newest or msg.removed_at > newest[msg.relay]:
+                newest[msg.relay] = msg.removed_at
+        for relay, seen in self.seen.items():
+            if seen:
+                cutoff = newest[relay] - REPEAT_WINDOW
+                self.seen[relay] = {k: t for k, t in seen.items() if t >= cutoff}
+        self.ended = {
+            key: msg
+            for key, msg in self.ended.items()
+            if msg.removed_at >= newest[msg.relay] - REPEAT_WINDOW
+        }
+
+    def _ip(self, text: str) -> str | None:
+        """The address as stored (None when it is none, or junk a column would refuse)."""
+        ip = self._ips.get(text, "")
+        if ip == "":
+            if len(self._ips) >= _KEPT_IPS:
+                self._ips.clear()
+            try:
+                ip = self._ips[text] = None if "%" in text else str(ipaddress.ip_address(text))
+            except ValueError:
+                ip = self._ips[text] = None
+        return ip
 
     # -- feeding ------------------------------------------------------------------------
     def feed_all(self, records: Iterable[r.Record]) -> None:
@@ -208,14 +321,50 @@ class Correlator:
             if handler is not None:
                 handler(self, rec)
 
+    def _starts(self, rec: r.Record, start: tuple) -> MessageState | None:
+        """The life whose first line (smtpd client=, pickup) `rec` is.
+
+        The same line again is a repeat: that life. A different first line of a queue ID
+        whose life had one already is a new life: the queue ID came back (within the
+        second its last life ended, or with that life's `removed` lost). None: a line of
+        a life older than any remembered.
+        """
+        key = (rec.host, rec.queue_id)
+        msg = self.active.get(key)
+        ended = self.ended.get(key)
+        if ended is not None and (
+            ended.start == start
+            or (
+                ended.start is None
+                and rec.time <= ended.removed_at
+                and (msg is None or rec.time < msg.first_seen)
+            )
+        ):
+            msg = ended  # a line of the life that ended: repeated, or late
+        elif msg is not None and msg.start not in (None, start):
+            if rec.time < msg.first_seen:
+                return None
+            msg.removed_at = rec.time  # it ended, and its `removed` was not logged
+            self.ended[key] = self.active.pop(key)
+            self.touched[id(msg)] = msg
+            msg = None
+        if msg is None:
+            msg = self.active[key] = MessageState(rec.host, rec.queue_id, rec.time)
+        msg.start = start
+        self.touched[id(msg)] = msg
+        return msg
+
     def _client(self, rec: r.ClientLine) -> None:
-        msg = self.message(rec.host, rec.queue_id, rec.time)
+        start = (rec.time, rec.pid, rec.client_name, rec.client_ip, rec.sasl_username)
+        msg = self._starts(rec, start)
+        if msg is None:
+            return
         if msg.origin is None:  # a re-queued message keeps its origin's client
             msg.client_name = rec.client_name[:255]
-            msg.client_ip = rec.client_ip or None
+            msg.client_ip = self._ip(rec.client_ip)
         if rec.sasl_username:
             msg.sasl_method = rec.sasl_method[:32]
-            msg.sasl_username = rec.sasl_username[:320]
+            msg.sasl_username = rec.sasl_username[:MAX_LENGTH]
             self._count_auth(msg)
 
     def _count_auth(self, msg: MessageState) -> None:
@@ -237,13 +386,13 @@ class Correlator:
             self.new_aliases[login] = (msg.sender, msg.first_seen)
 
     def _message_id(self, rec: r.MessageIdLine) -> None:
-        self.message(rec.host, rec.queue_id, rec.time).message_id = rec.message_id[:255]
+        self._life_at(rec.host, rec.queue_id, rec.time).message_id = rec.message_id[:255]
 
     def _pickup(self, rec: r.PickupLine) -> None:
-        self.message(rec.host, rec.queue_id, rec.time)
+        self._starts(rec, (rec.time, rec.pid, rec.sender))
 
     def _from(self, rec: r.QmgrFrom) -> None:
-        msg = self.message(rec.host, rec.queue_id, rec.time)
+        msg = self._life_at(rec.host, rec.queue_id, rec.time)
         if rec.size is not None:
             msg.size = rec.size
         if rec.nrcpt is not None and msg.nrcpt is None:
@@ -265,13 +414,17 @@ class Correlator:
         self._count_auth(msg)
 
     def _removed(self, rec: r.QmgrRemoved) -> None:
-        msg = self.active.pop((rec.host, rec.queue_id), None)
-        if msg is not None:
+        key = (rec.host, rec.queue_id)
+        msg = self.active.get(key)
+        # (A repeated `removed` finds nothing in flight, or a life begun after it.)
+        if msg is not None and rec.time >= msg.first_seen:
+            del self.active[key]
             msg.removed_at = rec.time
+            self.ended[key] = msg
             self._touch(msg)
 
     def _expired(self, rec: r.QmgrExpired) -> None:
-        msg = self.message(rec.host, rec.queue_id, rec.time)
+        msg = self._life_at(rec.host, rec.queue_id, rec.time)
         self._set_sender(msg, normalize_address(rec.sender))
         msg.expired_at = rec.time
         reply = "force-expired" if rec.forced else "expired"
@@ -279,24 +432,36 @@ class Correlator:
 
     def _delivery(self, rec: r.Delivery) -> None:
         msg = self.message(rec.host, rec.queue_id, rec.time)
-        if rec.status == "sent" and rec.queued_as and rec in self.internal_hops:
-            self._link(msg, self.message(rec.host, rec.queued_as, rec.time))
-            return
-        if rec.status not in COUNTED_DELIVERY:
+        status = rec.status
+        if status == "sent":
+            if rec.queued_as and rec in self.internal_hops:  # to the content filter
+                self._link(msg, self.message(rec.host, rec.queued_as, rec.time))
+                return
+            if rec.forwarded_as:  # a local alias or .forward expansion
+                self._link(msg, self.message(rec.host, rec.forwarded_as, rec.time))
+                return
+            if "iscarded" in rec.response and self._discarded(rec):
+                status = "bounced"  # the content filter dropped it: it reaches nobody
+        elif status not in COUNTED_DELIVERY:
             return
         self._emit(
             rec.time,
-            rec.status,
+            status,
             msg,
-            recipient=rec.recipient[:320],
+            recipient=rec.recipient[:MAX_LENGTH],
             next_hop=rec.relay[:255],
             dsn=rec.dsn[:16],
             delay=rec.delay,
             response=rec.response,
         )
 
+    def _discarded(self, rec: r.Delivery) -> bool:
+        """The hand-off to the relay's own content filter answered that it dropped the mail."""
+        return rec in self.internal_hops and _DISCARDED.search(rec.response) is not None
+
     def _link(self, origin: MessageState, requeued: MessageState) -> None:
-        """The content filter re-queued `origin` as `requeued`: it inherits who sent it."""
+        """`origin` was re-queued as `requeued` (by the content filter, or an alias
+        expansion): it inherits who sent it."""
         if requeued is origin or requeued.origin is origin:
             return
         requeued.origin = origin
@@ -321,31 +486,33 @@ class Correlator:
         if sender == NULL_SENDER:
             return
         text = " ".join(part for part in (rec.code, rec.dsn, rec.text) if part)
-        self.events.append(
-            EventRow(
-                rec.time,
-                self.local_day(rec.time),
-                sender,
-                "auth_blk",
-                None,
-                rec.host,
-                rec.queue_id or "",
-                rec.client_ip or None,
-                "",
-                rec.recipient[:320],
-                "",
-                rec.dsn[:16],
-                None,
-                f"reject: {rec.stage} {text}".strip(),
-            )
+        event = EventRow(
+            rec.time,
+            self.local_day(rec.time),
+            sender,
+            "auth_blk",
+            None,
+            rec.host,
+            rec.queue_id or "",
+            self._ip(rec.client_ip),
+            "",
+            rec.recipient[:MAX_LENGTH],
+            "",
+            rec.dsn[:16],
+            None,
+            f"reject: {rec.stage} {text}".strip(),
         )
+        # A message's reject (QUEUEID: reject:) is a line of that message: a repeat of
+        # it changes nothing. A NOQUEUE reject counts each time.
+        if not event.queue_id or self.first_time(event):
+            self.events.append(event)
 
     def _sasl_failure(self, rec: r.SaslFailure) -> None:
         login = rec.sasl_username.strip().lower()
         if not login:
             return  # a Cyrus-era line names nobody
         sender = normalize_address(login) if "@" in login else self.aliases.get(login, UNKNOWN)
-        self.events.append(
+        self.events.append(  # tied to no message: counts each time, even when identical
             EventRow(
                 rec.time,
                 self.local_day(rec.time),
@@ -354,8 +521,8 @@ class Correlator:
                 None,
                 rec.host,
                 "",
-                rec.client_ip or None,
-                login[:320],
+                self._ip(rec.client_ip),
+                login[:MAX_LENGTH],
                 "",
                 "",
                 "",
@@ -379,6 +546,8 @@ class Correlator:
             msg.sasl_username,
             **fields,
         )
+        if not self.first_time(event):
+            return  # a repeated line
         if msg.sender == UNKNOWN:
             msg.waiting.append(event)
         self.events.append(event)

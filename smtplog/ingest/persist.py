@@ -17,10 +17,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Max, Q
 
 from smtplog import store
-from smtplog.ingest.correlate import UNKNOWN, Correlator, InternalHops, MessageState
-from smtplog.models import Event, LoginAlias, Message, Status
+from smtplog.ingest.correlate import (
+    REPEAT_WINDOW,
+    UNKNOWN,
+    Correlator,
+    InternalHops,
+    MessageState,
+)
+from smtplog.models import Event, LogFile, LoginAlias, Message, Status
 
 MESSAGE_FIELDS = (
     "sender",
@@ -106,12 +113,19 @@ ALIAS_LOCK = int.from_bytes(hashlib.sha256(b"smtplog-login-alias").digest()[:8],
 def load_correlator(
     tz: dt.tzinfo, internal_hops: list[str], relay: str | None = None
 ) -> Correlator:
-    """A correlator holding the messages not yet removed (of one relay, or of all), and
-    the known SASL logins."""
+    """A correlator holding the messages not yet removed (of one relay, or of all), the
+    known SASL logins, and what the last REPEAT_WINDOW of the logs produced (messages
+    that ended, events of messages) to recognise repeated lines across runs."""
     states: dict[int, MessageState] = {}
     origins: dict[int, int] = {}
-    messages = Message.objects.filter(removed_at__isnull=True)
-    waiting_events = Event.objects.filter(sender=UNKNOWN, message__removed_at__isnull=True)
+    since = _window_start()
+
+    def in_flight_or_recent(prefix: str = "") -> Q:
+        live = Q(**{f"{prefix}removed_at__isnull": True})
+        return live if since is None else live | Q(**{f"{prefix}removed_at__gte": since})
+
+    messages = Message.objects.filter(in_flight_or_recent())
+    waiting_events = Event.objects.filter(in_flight_or_recent("message__"), sender=UNKNOWN)
     if relay is not None:
         messages = messages.filter(relay=relay)
         waiting_events = waiting_events.filter(message__relay=relay)
@@ -137,7 +151,37 @@ def load_correlator(
             origin.sasl_username, origin.removed_at = m.sasl_username, m.removed_at
         states[pk].origin = origin
     aliases = dict(LoginAlias.objects.values_list("login", "sender"))
-    return Correlator(tz, InternalHops(internal_hops), states.values(), aliases)
+    active = [m for m in states.values() if m.removed_at is None]
+    ended = [m for m in states.values() if m.removed_at is not None]
+    return Correlator(
+        tz,
+        InternalHops(internal_hops),
+        active,
+        aliases,
+        ended=ended,
+        seen=_recent_events(since, tz, relay),
+    )
+
+
+def _window_start() -> dt.datetime | None:
+    """REPEAT_WINDOW before the latest line read from any file (None: nothing read yet)."""
+    latest = LogFile.objects.aggregate(latest=Max("last_line_time"))["latest"]
+    return None if latest is None else latest - REPEAT_WINDOW
+
+
+def _recent_events(since: dt.datetime | None, tz: dt.tzinfo, relay: str | None) -> list:
+    """(relay, key fields) of the stored events of messages since `since`."""
+    if since is None:
+        return []
+    events = Event.objects.filter(day__gte=since.astimezone(tz).date(), time__gte=since).exclude(
+        queue_id=""
+    )
+    if relay is not None:
+        events = events.filter(relay=relay)
+    rows = events.values_list(
+        "relay", "queue_id", "time", "status", "recipient", "next_hop", "dsn", "delay", "response"
+    )
+    return [(row[0], row[1:]) for row in rows.iterator(chunk_size=5000)]
 
 
 @dataclass
@@ -240,25 +284,24 @@ def take_batch(correlator: Correlator, ids: IdPool) -> Batch:
             event.message.db_waiting = True
             event.message.waiting = []
     correlator.reset_batch()
+    correlator.forget_old()
     return batch
 
 
-def write_batch(batch: Batch) -> dict[int, int]:
+def write_batch(batch: Batch) -> dict[int, dt.datetime]:
     """Write one batch in one transaction, from any thread.
 
-    Returns the message ids it had to remap to rows already stored (see _write_messages).
+    Returns the first_seen it had to move for new messages (see _write_messages).
     """
     with transaction.atomic():
         if (batch.aliases or batch.pending_logins) and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ALIAS_LOCK])
-        remap = _write_messages(batch)
+        moved = _write_messages(batch)
         _insert_events(batch.events)
         delta = Counter(batch.delta)
         for pk, sender in batch.resolved:
-            store.attribute_events(
-                Event.objects.filter(message_id=remap.get(pk, pk)), sender, delta
-            )
+            store.attribute_events(Event.objects.filter(message_id=pk), sender, delta)
         for login, sender, seen in batch.aliases:
             LoginAlias.objects.update_or_create(
                 login=login, defaults={"sender": sender, "last_seen": seen}
@@ -271,7 +314,7 @@ def write_batch(batch: Batch) -> dict[int, int]:
         store.apply_delta(delta)  # once, sorted: one lock order for every ingester
         if batch.position is not None:
             batch.position()
-    return remap
+    return moved
 
 
 def _attribute_login(login: str, sender: str, delta: Counter) -> None:
@@ -283,34 +326,38 @@ def _attribute_login(login: str, sender: str, delta: Counter) -> None:
     )
 
 
-def apply_remap(batch: Batch, remap: dict[int, int]) -> None:
-    """Give the in-memory messages the stored ids they were matched with (main thread)."""
-    for state in batch.new_states:
-        state.pk = remap.get(state.pk, state.pk)
+def apply_moved(batch: Batch, moved: dict[int, dt.datetime]) -> None:
+    """Give the in-memory messages the first_seen they were stored with (main thread)."""
+    if moved:
+        for state in batch.new_states:
+            state.first_seen = moved.get(state.pk, state.first_seen)
 
 
-def _write_messages(batch: Batch) -> dict[int, int]:
+def _write_messages(batch: Batch) -> dict[int, dt.datetime]:
     try:
         with transaction.atomic():  # a savepoint: the rare clash below must not end the batch
             _write_message_rows(batch.new_messages, batch.changed_messages)
         return {}
     except IntegrityError:
         pass
-    # A "new" message is stored already: the same lines were fed again (standard input has
-    # no fingerprint), or a queue ID came back within the second it was born. Take the
-    # stored row as this message and write again.
-    stored = _stored_ids(batch.new_messages)
-    remap = {row[0]: stored[row[1:4]] for row in batch.new_messages if row[1:4] in stored}
-
-    def fix(row: tuple) -> tuple:
-        return (remap.get(row[0], row[0]), *row[1:12], remap.get(row[12], row[12]), *row[13:])
-
-    new = [fix(r) for r in batch.new_messages if r[0] not in remap]
-    changed = [fix(r) for r in batch.changed_messages]
-    changed += [fix(r) for r in batch.new_messages if r[0] in remap]
-    batch.events = [(*e[:4], remap.get(e[4], e[4]), *e[5:]) for e in batch.events]
-    _write_message_rows(new, changed)
-    return remap
+    # A new life whose (queue ID, relay, first seen) is stored already: its queue ID came
+    # back within the second the stored life began, or a line was repeated after that
+    # life had left the correlator's memory (REPEAT_WINDOW). It stays a life of its own:
+    # its first_seen moves on by microseconds to the next free one.
+    taken = set(_stored_keys(batch.new_messages))
+    moved: dict[int, dt.datetime] = {}
+    new = []
+    for row in batch.new_messages:
+        pk, relay, queue_id, first_seen = row[:4]
+        while (relay, queue_id, first_seen) in taken:
+            first_seen += dt.timedelta(microseconds=1)
+        taken.add((relay, queue_id, first_seen))
+        if first_seen != row[3]:
+            moved[pk] = first_seen
+            row = (pk, relay, queue_id, first_seen, *row[4:])
+        new.append(row)
+    _write_message_rows(new, batch.changed_messages)
+    return moved
 
 
 def _write_message_rows(new_rows: list[tuple], old_rows: list[tuple]) -> None:
@@ -322,12 +369,13 @@ def _write_message_rows(new_rows: list[tuple], old_rows: list[tuple]) -> None:
         _sql_update_messages(old_rows)
 
 
-def _stored_ids(rows: list[tuple]) -> dict[tuple, int]:
+def _stored_keys(rows: list[tuple]) -> list[tuple]:
+    """(relay, queue ID, first seen) of the stored messages with the rows' queue IDs."""
     keys = {(r[1], r[2]) for r in rows}
     stored = Message.objects.filter(queue_id__in={q for _, q in keys}).values_list(
-        "relay", "queue_id", "first_seen", "id"
+        "relay", "queue_id", "first_seen"
     )
-    return {(r, q, f): pk for r, q, f, pk in stored if (r, q) in keys}
+    return [key for key in stored if key[:2] in keys]
 
 
 def _resolve_aliases_in_batch(correlator: Correlator) -> None:
