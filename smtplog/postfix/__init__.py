@@ -1,7 +1,7 @@
 """Postfix log parsing: syslog lines in, typed records out.
 
 Plain Python on purpose (no Django import anywhere in this package): it is the hot path
-of ingestion and is usable from any script. See POSTFIX-FORMATS.md for the line kinds.
+of ingestion and is usable from any script. docs/postfix-lines.md lists the line kinds.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Correlation rules of SPEC §2, on small real-shaped logs (Taipei time, year from the mtime)."""
+"""Correlation rules (docs/counting-rules.md), on small real-shaped logs (Taipei time, year from the mtime)."""
 
 from __future__ import annotations
 

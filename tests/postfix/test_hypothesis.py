@@ -20,7 +20,7 @@ REFERENCE = datetime(2026, 11, 20, tzinfo=TZ)
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 SETTINGS = settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 
-# Real lines of every kind (POSTFIX-FORMATS.md); the corpus adds more when it is there.
+# Real lines of every kind (docs/postfix-lines.md); the corpus adds more when it is there.
 REAL_LINES = [
     "Jun  3 10:40:57 mail postfix/submission/smtpd[9708]: 4AA091855DA0: client=some.domain.name"
     "[1.2.3.4], sasl_method=PLAIN, sasl_username=user@sender.com",
