@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import operator
 import re
 from collections.abc import Iterable
 
@@ -170,24 +171,10 @@ def _split_hop(hop: str) -> tuple[str, int | None]:
     return hop, None
 
 
-def event_key(row: EventRow | tuple) -> int:
-    """What makes two events of a message the same: everything stored but who sent it.
-
-    `row` is an EventRow, or the stored (queue_id, time, status, recipient, next_hop,
-    dsn, delay, response) of one.
-    """
-    if row.__class__ is EventRow:
-        row = (
-            row.queue_id,
-            row.time,
-            row.status,
-            row.recipient,
-            row.next_hop,
-            row.dsn,
-            row.delay,
-            row.response,
-        )
-    return hash(row)
+# What makes two events of a message the same: everything stored but who sent it. The
+# store is read back in this order (smtplog.ingest.persist) to remember recent events.
+EVENT_KEY = ("queue_id", "time", "status", "recipient", "next_hop", "dsn", "delay", "response")
+_event_key = operator.attrgetter(*EVENT_KEY)
 
 
 class Correlator:
@@ -210,7 +197,7 @@ class Correlator:
         active: Iterable[MessageState] = (),
         aliases: dict[str, str] | None = None,
         ended: Iterable[MessageState] = (),
-        seen: Iterable[tuple[str, tuple]] = (),
+        seen: Iterable[tuple[str, tuple]] = (),  # (relay, the EVENT_KEY fields) of events
     ):
         self.tz = tz
         self.internal_hops = internal_hops
@@ -222,7 +209,7 @@ class Correlator:
             self.ended[(m.relay, m.queue_id)] = m  # the latest life of a queue ID
         self.seen: dict[str, dict[int, dt.datetime]] = {}  # relay -> event key -> time
         for relay, stored in seen:
-            self.seen.setdefault(relay, {})[event_key(stored)] = stored[1]
+            self.seen.setdefault(relay, {})[hash(stored)] = stored[1]
         self.aliases: dict[str, str] = dict(aliases or {})
         self._ips: dict[str, str | None] = {}
         self.reset_batch()
@@ -256,24 +243,20 @@ class Correlator:
         self.touched[id(msg)] = msg  # _touch, inlined: the hot path
         return msg
 
-    def _life_at(self, relay: str, queue_id: str, time: dt.datetime) -> MessageState:
-        """message(), but a line older than the life in flight belongs to the life that
-        ended, when that one covers it: a repeated line of an earlier life of the queue
-        ID must not change the new one. (Delivery lines, most of all lines, need not
-        ask: a repeated event is recognised by itself, see first_time.)"""
-        msg = self.message(relay, queue_id, time)
-        if time < msg.first_seen:
-            ended = self.ended.get((relay, queue_id))
-            if ended is not None and time <= ended.removed_at:
-                return ended
-        return msg
+    def _earlier_life(self, msg: MessageState, time: dt.datetime) -> MessageState:
+        """For a line older than the life `message()` gave: the life of its queue ID that
+        ended, when that one covers it (a repeated line of an earlier life must not change
+        the new one). Delivery lines need not ask: a repeated event is recognised by
+        itself (first_time)."""
+        ended = self.ended.get((msg.relay, msg.queue_id))
+        return ended if ended is not None and time <= ended.removed_at else msg
 
     def first_time(self, event: EventRow) -> bool:
         """Whether the event is new (and remember it), or repeats one produced already."""
         seen = self.seen.get(event.relay)
         if seen is None:
             seen = self.seen[event.relay] = {}
-        key = event_key(event)
+        key = hash(_event_key(event))
         if key in seen:
             return False
         seen[key] = event.time
@@ -386,13 +369,18 @@ class Correlator:
             self.new_aliases[login] = (msg.sender, msg.first_seen)
 
     def _message_id(self, rec: r.MessageIdLine) -> None:
-        self._life_at(rec.host, rec.queue_id, rec.time).message_id = rec.message_id[:255]
+        msg = self.message(rec.host, rec.queue_id, rec.time)
+        if rec.time < msg.first_seen:
+            msg = self._earlier_life(msg, rec.time)
+        msg.message_id = rec.message_id[:255]
 
     def _pickup(self, rec: r.PickupLine) -> None:
         self._starts(rec, (rec.time, rec.pid, rec.sender))
 
     def _from(self, rec: r.QmgrFrom) -> None:
-        msg = self._life_at(rec.host, rec.queue_id, rec.time)
+        msg = self.message(rec.host, rec.queue_id, rec.time)
+        if rec.time < msg.first_seen:
+            msg = self._earlier_life(msg, rec.time)
         if rec.size is not None:
             msg.size = rec.size
         if rec.nrcpt is not None and msg.nrcpt is None:
@@ -424,7 +412,9 @@ class Correlator:
             self._touch(msg)
 
     def _expired(self, rec: r.QmgrExpired) -> None:
-        msg = self._life_at(rec.host, rec.queue_id, rec.time)
+        msg = self.message(rec.host, rec.queue_id, rec.time)
+        if rec.time < msg.first_seen:
+            msg = self._earlier_life(msg, rec.time)
         self._set_sender(msg, normalize_address(rec.sender))
         msg.expired_at = rec.time
         reply = "force-expired" if rec.forced else "expired"
@@ -531,7 +521,17 @@ class Correlator:
             )
         )
 
-    def _emit(self, time: dt.datetime, status: str, msg: MessageState, **fields) -> None:
+    def _emit(
+        self,
+        time: dt.datetime,
+        status: str,
+        msg: MessageState,
+        recipient: str = "",
+        next_hop: str = "",
+        dsn: str = "",
+        delay: float | None = None,
+        response: str = "",
+    ) -> None:
         if msg.sender == NULL_SENDER:
             return  # mail of the null sender belongs to nobody
         event = EventRow(
@@ -544,10 +544,19 @@ class Correlator:
             msg.queue_id,
             msg.client_ip,
             msg.sasl_username,
-            **fields,
+            recipient,
+            next_hop,
+            dsn,
+            delay,
+            response,
         )
-        if not self.first_time(event):
-            return  # a repeated line
+        seen = self.seen.get(msg.relay)  # first_time(), inlined: the hot path
+        if seen is None:
+            seen = self.seen[msg.relay] = {}
+        key = hash(_event_key(event))
+        if key in seen:
+            return  # a repeated line: the event was produced already
+        seen[key] = time
         if msg.sender == UNKNOWN:
             msg.waiting.append(event)
         self.events.append(event)

@@ -21,6 +21,7 @@ from django.db.models import Max, Q
 
 from smtplog import store
 from smtplog.ingest.correlate import (
+    EVENT_KEY,
     REPEAT_WINDOW,
     UNKNOWN,
     Correlator,
@@ -170,7 +171,7 @@ def _window_start() -> dt.datetime | None:
 
 
 def _recent_events(since: dt.datetime | None, tz: dt.tzinfo, relay: str | None) -> list:
-    """(relay, key fields) of the stored events of messages since `since`."""
+    """(relay, EVENT_KEY fields) of the stored events of messages since `since`."""
     if since is None:
         return []
     events = Event.objects.filter(day__gte=since.astimezone(tz).date(), time__gte=since).exclude(
@@ -178,9 +179,7 @@ def _recent_events(since: dt.datetime | None, tz: dt.tzinfo, relay: str | None) 
     )
     if relay is not None:
         events = events.filter(relay=relay)
-    rows = events.values_list(
-        "relay", "queue_id", "time", "status", "recipient", "next_hop", "dsn", "delay", "response"
-    )
+    rows = events.values_list("relay", *EVENT_KEY)
     return [(row[0], row[1:]) for row in rows.iterator(chunk_size=5000)]
 
 
