@@ -256,7 +256,7 @@ def _record_error(logfile: int | None, path: str, message: str) -> None:
     be what failed). The row's next committed batch clears it."""
     rows = LogFile.objects.filter(pk=logfile) if logfile else LogFile.objects.filter(path=path)
     try:
-        rows.update(last_error=message[:2000], updated=timezone.now())
+        rows.update(last_error=message[:2000])  # (not `updated`: the file did not move on)
     except DatabaseError as exc:
         log.warning("could not record the error of %s: %s", path, describe(exc))
 

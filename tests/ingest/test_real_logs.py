@@ -180,9 +180,10 @@ USER = "user02.test@cs.nthu.edu.tw"
 
 
 def mailstats(day: str) -> list[dict]:
+    """The senders' rows of mailstats' JSON for that day."""
     out = io.StringIO()
     call_command("mailstats", "--day", day, "--format", "json", stdout=out)
-    return json.loads(out.getvalue())
+    return json.loads(out.getvalue())["senders"]
 
 
 def sender_report(day: str, fmt: str = "text", language: str = "en") -> str:
