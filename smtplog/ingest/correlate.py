@@ -15,9 +15,9 @@ recognised (see Correlator.message and Correlator.first_time) and changes nothin
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import operator
 import re
+import socket
 from collections.abc import Iterable
 
 from smtplog.addresses import MAX_LENGTH, NULL_SENDER, normalize_address
@@ -161,6 +161,15 @@ class InternalHops:
         return False
 
 
+def _is_ip(text: str) -> bool:
+    family = socket.AF_INET6 if ":" in text else socket.AF_INET
+    try:
+        socket.inet_pton(family, text)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def _split_hop(hop: str) -> tuple[str, int | None]:
     if hop.startswith("["):  # [::1]:10024
         host, _, rest = hop[1:].partition("]")
@@ -285,15 +294,13 @@ class Correlator:
         }
 
     def _ip(self, text: str) -> str | None:
-        """The address as stored (None when it is none, or junk a column would refuse)."""
+        """The address as logged, or None when it is none or junk the column would refuse
+        (an IPv6 zone, "unknown"...)."""
         ip = self._ips.get(text, "")
         if ip == "":
             if len(self._ips) >= _KEPT_IPS:
                 self._ips.clear()
-            try:
-                ip = self._ips[text] = None if "%" in text else str(ipaddress.ip_address(text))
-            except ValueError:
-                ip = self._ips[text] = None
+            ip = self._ips[text] = text if _is_ip(text) else None
         return ip
 
     # -- feeding ------------------------------------------------------------------------
