@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import re
-import smtplib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -22,6 +22,8 @@ from django.db.models.functions import StrIndex, Substr
 from django.utils import timezone
 
 from alerts.models import Alert
+from smtplog import delivery
+from smtplog.domains import is_campus_address
 from smtplog.emails import make_message
 from smtplog.models import COUNTER_FIELDS, NULL_SENDER, DailyCounter, Event, Status
 from smtplog.retention import cutoff
@@ -30,11 +32,7 @@ from smtplog.retention import cutoff
 # language per section; this is the language everything outside them renders in.
 ALERT_LANGUAGE = "zh-hant"
 TOP = 10  # rows in each list of the mail
-# A claim older than the hard task time limit belongs to a worker that was killed, so
-# another may take it over. (A worker dying after the SMTP server accepted the mail but
-# before it recorded "sent" is the one way to get a second mail; SMTP itself has the same
-# window.)
-CLAIM_LEASE = dt.timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+log = logging.getLogger(__name__)
 # What a bounce reply says of one recipient or one attempt, masked so that the same reason
 # given for many recipients is one row: the address, IP addresses, ids (a token of 6+
 # characters with a digit: queue and transaction ids, host names with numbers, times) and
@@ -91,14 +89,6 @@ class Candidate:
                 f"Bounced {self.counts['bounced']} >= {settings.SMTPLOG_ALERT_BOUNCE_THRESHOLD}"
             )
         return reasons
-
-
-def is_campus_address(address: str) -> bool:
-    """True for local@D where D is a campus domain or a subdomain of one."""
-    local, at, domain = address.rpartition("@")
-    if not (local and at):
-        return False
-    return any(domain == d or domain.endswith("." + d) for d in settings.SMTPLOG_CAMPUS_DOMAINS)
 
 
 def _campus_q() -> Q:
@@ -166,8 +156,11 @@ def create_alerts(candidates: list[Candidate], now: dt.datetime | None = None) -
 
 
 def _claimable(now: dt.datetime) -> Q:
+    # A claim older than the lease belongs to a worker that was killed, so another may
+    # take it over. (A worker dying after the SMTP server accepted the mail but before it
+    # recorded "sent" is the one way to get a second mail; SMTP itself has the same window.)
     return Q(state=Alert.State.PENDING) | Q(
-        state=Alert.State.SENDING, claimed_at__lt=now - CLAIM_LEASE
+        state=Alert.State.SENDING, claimed_at__lt=now - delivery.CLAIM_LEASE
     )
 
 
@@ -199,38 +192,42 @@ def claim(alert_id: int, now: dt.datetime | None = None) -> bool:
     )
 
 
-def _permanently_refused(exc: Exception) -> bool:
-    return isinstance(exc, smtplib.SMTPRecipientsRefused) and all(
-        code >= 500 for code, _ in exc.recipients.values()
-    )
-
-
-def deliver(alert_id: int) -> str:
+def deliver(alert_id: int, retries: int = 0) -> str:
     """Claim one alert, send its mail, record the outcome; returns what happened.
 
-    A failed send gives the claim back (state pending) and re-raises, so the task can
-    retry a transient error and the next nightly pass finds it otherwise.
+    A transient failure gives the claim back (state pending) and raises
+    delivery.RetryLater while retries are left; after them the next nightly pass finds
+    it. A permanent refusal (5xx) is recorded and never retried.
     """
     if not claim(alert_id):
         return "not claimed"
     alert = Alert.objects.get(id=alert_id)
     try:
-        alert_message(alert).send()
-    except Exception as exc:
-        state = Alert.State.FAILED if _permanently_refused(exc) else Alert.State.PENDING
+        delivery.send(alert_message(alert))
+    except delivery.SendError as exc:
+        permanent = isinstance(exc, delivery.PermanentSendError)
         Alert.objects.filter(id=alert_id, state=Alert.State.SENDING).update(
-            state=state,
+            state=Alert.State.FAILED if permanent else Alert.State.PENDING,
             claimed_at=None,
-            last_error=f"{type(exc).__name__}: {exc}"[:2000],
+            last_error=str(exc),
         )
-        if state == Alert.State.FAILED:
+        if permanent:
+            log.error("alert %s: refused: %s", alert_id, exc)
             return "refused"
-        raise
+        countdown = delivery.retry_countdown(retries)
+        if countdown is None:
+            log.warning(
+                "alert %s: %s; retries used up, left for the next nightly pass", alert_id, exc
+            )
+            return "retries used up"
+        log.warning("alert %s: transient send failure, retry in %s s: %s", alert_id, countdown, exc)
+        raise delivery.RetryLater(countdown, str(exc)) from None
     Alert.objects.filter(id=alert_id, state=Alert.State.SENDING).update(
         state=Alert.State.SENT,
         sent_at=timezone.now(),
         last_error="",
     )
+    log.info("alert %s: sent", alert_id)
     return "sent"
 
 
@@ -240,7 +237,7 @@ def run_alerts(days: list[dt.date]) -> Counter:
     for alert_id in prepare_alerts(days):
         try:
             outcomes[deliver(alert_id)] += 1
-        except (smtplib.SMTPException, OSError):
+        except delivery.RetryLater:  # left pending: the next nightly pass sends it
             outcomes["failed, will retry"] += 1
     return outcomes
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import smtplib
-
 from celery import shared_task
 
 from alerts import alerting
+from smtplog import delivery
 
 
 @shared_task
@@ -18,14 +17,8 @@ def send_daily_alerts() -> str:
     return f"{len(alert_ids)} alerts to send"
 
 
-# Transient mail server trouble is retried with backoff for about two days; an alert
-# still unsent after that is pending, and the next nightly pass queues it again.
-@shared_task(
-    autoretry_for=(smtplib.SMTPException, OSError),
-    retry_backoff=60,
-    retry_backoff_max=3600,
-    retry_jitter=True,
-    max_retries=50,
-)
-def send_alert(alert_id: int) -> str:
-    return alerting.deliver(alert_id)
+# The reports' retry policy (smtplog.delivery); an alert still unsent after the retries
+# is pending, and the next nightly pass queues it again.
+@shared_task(**delivery.TASK_OPTIONS)
+def send_alert(self, alert_id: int) -> str:
+    return delivery.run_task(self, alerting.deliver, alert_id)

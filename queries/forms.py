@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import get_language_info
 from django.utils.translation import gettext_lazy as _
 
+from smtplog.domains import is_campus_domain
 from smtplog.retention import retention_window
 
 # A plain dot-atom local part: no quotes, no %, !, @ or other source-routing characters.
@@ -34,13 +35,6 @@ def new_token() -> str:
 def normalize_email(value: str) -> str:
     """NFKC (full-width letters become ASCII), trimmed, lower-case."""
     return unicodedata.normalize("NFKC", value).strip().lower()
-
-
-def is_campus_domain(domain: str) -> bool:
-    return any(
-        domain == campus or domain.endswith("." + campus)
-        for campus in settings.SMTPLOG_CAMPUS_DOMAINS
-    )
 
 
 def validate_campus_address(address: str) -> None:

@@ -148,9 +148,6 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Celery: with no broker configured, tasks run eagerly in-process (laptop default).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
-if CELERY_BROKER_URL.startswith("redis://"):
-    # kombu's Redis transport, its channel publishing through one client (smtplog/celery.py).
-    CELERY_BROKER_TRANSPORT = "smtplog.celery:RedisTransport"
 # Eager tasks run inside the web request: a task that fails (an SMTP server answering 4xx,
 # say) is recorded on its row and must not turn the user's answer page into an error.
 CELERY_TASK_EAGER_PROPAGATES = False
@@ -163,8 +160,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 600, minimum=1)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis hands a task a worker took but never acknowledged (the worker died: tasks are
+# acknowledged late) to another worker after this many seconds. It must exceed the
+# longest retry countdown (15 minutes), or a task waiting for its retry would be handed
+# out twice. A killed worker's report is normally re-enqueued by the sweeper long before.
+CELERY_BROKER_VISIBILITY_TIMEOUT = env_int("CELERY_BROKER_VISIBILITY_TIMEOUT", 3600, minimum=960)
 # Give up quickly when the broker is down at submit time, so the user sees the delay page.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT,
     "max_retries": 1,
     "interval_start": 0,
     "interval_step": 0.2,
@@ -178,7 +181,7 @@ CELERY_TIMEZONE = TIME_ZONE
 EMAIL_HOST = env_str("EMAIL_HOST", "")
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
-    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "smtplog.mail.EmlFileBackend",
+    "smtplog.mail.SMTPBackend" if EMAIL_HOST else "smtplog.mail.EmlFileBackend",
 )
 EMAIL_FILE_PATH = Path(env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail")))
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
@@ -188,7 +191,10 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 if EMAIL_USE_TLS and EMAIL_USE_SSL:
     raise ImproperlyConfigured("EMAIL_USE_TLS, EMAIL_USE_SSL: set at most one of them")
-EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)  # never hang a worker on a dead server
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)  # each socket read or write
+# The whole SMTP conversation, connect to QUIT: a server dripping a byte at a time never
+# trips EMAIL_TIMEOUT (smtplog.mail.SMTPBackend). Running out is a transient failure.
+EMAIL_SEND_DEADLINE = env_int("EMAIL_SEND_DEADLINE", 60, minimum=1)
 DEFAULT_FROM_EMAIL = env_email("DEFAULT_FROM_EMAIL", "smtp-log-query@nthu.edu.tw")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
@@ -216,10 +222,19 @@ SMTPLOG_LIMIT_PER_IP = env_int("SMTPLOG_LIMIT_PER_IP", 20, minimum=1)
 # cuts off longer messages (queries/report.py, BODY_BUDGET).
 SMTPLOG_REPORT_BODY_ROWS = env_int("SMTPLOG_REPORT_BODY_ROWS", 150, minimum=1, maximum=1000)
 
-# Query form
-# Seconds before the first retry of a report the SMTP server refused for now (4xx, timeout,
-# connection error); each further retry waits about twice as long, at most 15 minutes.
-SMTPLOG_REPORT_RETRY_BACKOFF = env_int("SMTPLOG_REPORT_RETRY_BACKOFF", 30, minimum=1)
+# Sending reports and alerts (smtplog/delivery.py)
+# Seconds a report or an alert may take, built and sent; a worker killed while sending
+# one holds it this long plus 20 s (the claim's lease) before the sweeper takes it over.
+SMTPLOG_SEND_TIME_LIMIT = env_int("SMTPLOG_SEND_TIME_LIMIT", 90, minimum=5)
+# The first retry of a send the SMTP server refused for now (4xx, timeout, connection
+# error) comes any time within this many seconds (full jitter); each further retry's
+# window is twice as long, at most 15 minutes.
+SMTPLOG_SEND_RETRY_BACKOFF = env_int("SMTPLOG_SEND_RETRY_BACKOFF", 30, minimum=1)
+if EMAIL_SEND_DEADLINE >= SMTPLOG_SEND_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        "EMAIL_SEND_DEADLINE: must be below SMTPLOG_SEND_TIME_LIMIT "
+        f"({EMAIL_SEND_DEADLINE} >= {SMTPLOG_SEND_TIME_LIMIT})"
+    )
 
 # Alerts
 SMTPLOG_ALERT_SUM_THRESHOLD = env_int("SMTPLOG_ALERT_SUM_THRESHOLD", 250, minimum=1)
@@ -271,8 +286,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     "sweep-pending-queries": {
         "task": "queries.tasks.sweep_pending_queries",
-        "schedule": timedelta(minutes=5),
-        "options": {"expires": 240},
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 55},
     },
     "cleanup-captchas": {
         "task": "queries.tasks.cleanup_captchas",

@@ -80,7 +80,8 @@ SMTPLOG_DEFAULTS = {
     "SMTPLOG_LIMIT_PER_ADDRESS": 3,
     "SMTPLOG_LIMIT_PER_IP": 20,
     "SMTPLOG_REPORT_BODY_ROWS": 150,
-    "SMTPLOG_REPORT_RETRY_BACKOFF": 30,
+    "SMTPLOG_SEND_TIME_LIMIT": 90,
+    "SMTPLOG_SEND_RETRY_BACKOFF": 30,
     "SMTPLOG_ALERT_SUM_THRESHOLD": 250,
     "SMTPLOG_ALERT_BOUNCE_THRESHOLD": 10,
     "SMTPLOG_ALERT_TIME": [1, 0],
@@ -274,7 +275,10 @@ PRODUCTION = {
     "SMTPLOG_LIMIT_PER_ADDRESS": "5",
     "SMTPLOG_LIMIT_PER_IP": "50",
     "SMTPLOG_REPORT_BODY_ROWS": "200",
-    "SMTPLOG_REPORT_RETRY_BACKOFF": "60",
+    "SMTPLOG_SEND_TIME_LIMIT": "120",
+    "SMTPLOG_SEND_RETRY_BACKOFF": "60",
+    "EMAIL_SEND_DEADLINE": "90",
+    "CELERY_BROKER_VISIBILITY_TIMEOUT": "7200",
     "SMTPLOG_ALERT_SUM_THRESHOLD": "500",
     "SMTPLOG_ALERT_BOUNCE_THRESHOLD": "20",
     "SMTPLOG_ALERT_TIME": "02:30",
@@ -301,9 +305,11 @@ class TestProductionValues:
         assert loaded["CELERY_TASK_ALWAYS_EAGER"] is False
         assert loaded["CELERY_TASK_SOFT_TIME_LIMIT"] == 300
         assert loaded["CELERY_TASK_TIME_LIMIT"] == 360
+        assert loaded["CELERY_BROKER_TRANSPORT_OPTIONS"]["visibility_timeout"] == 7200
 
     def test_email_host_selects_smtp(self, loaded):
-        assert loaded["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend"
+        assert loaded["EMAIL_BACKEND"] == "smtplog.mail.SMTPBackend"  # with a deadline
+        assert loaded["EMAIL_SEND_DEADLINE"] == 90
         assert (loaded["EMAIL_HOST"], loaded["EMAIL_PORT"]) == ("smtp.net.nthu.edu.tw", 587)
         assert (loaded["EMAIL_USE_TLS"], loaded["EMAIL_USE_SSL"]) == (True, False)
         assert loaded["DEFAULT_FROM_EMAIL"] == "smtp-log-query@net.nthu.edu.tw"
@@ -327,7 +333,8 @@ class TestProductionValues:
         assert loaded["SMTPLOG_LIMIT_PER_ADDRESS"] == 5
         assert loaded["SMTPLOG_LIMIT_PER_IP"] == 50
         assert loaded["SMTPLOG_REPORT_BODY_ROWS"] == 200
-        assert loaded["SMTPLOG_REPORT_RETRY_BACKOFF"] == 60
+        assert loaded["SMTPLOG_SEND_TIME_LIMIT"] == 120
+        assert loaded["SMTPLOG_SEND_RETRY_BACKOFF"] == 60
         assert loaded["SMTPLOG_ALERT_SUM_THRESHOLD"] == 500
         assert loaded["SMTPLOG_ALERT_BOUNCE_THRESHOLD"] == 20
         assert loaded["SMTPLOG_ALERT_TIME"] == [2, 30]
@@ -371,6 +378,8 @@ class TestProductionValues:
         ({"EMAIL_PORT": "70000"}, "EMAIL_PORT"),
         ({"EMAIL_USE_TLS": "1", "EMAIL_USE_SSL": "1"}, "EMAIL_USE_TLS"),
         ({"DATABASE_URL": "foo://db.example/smtplog"}, "DATABASE_URL"),
+        ({"EMAIL_SEND_DEADLINE": "90"}, "EMAIL_SEND_DEADLINE"),
+        ({"CELERY_BROKER_VISIBILITY_TIMEOUT": "600"}, "CELERY_BROKER_VISIBILITY_TIMEOUT"),
     ],
     ids=lambda v: "+".join(v) if isinstance(v, dict) else None,
 )

@@ -17,6 +17,7 @@ from django.db import connection
 from alerts import alerting
 from alerts.models import Alert
 from alerts.tasks import send_alert, send_daily_alerts
+from smtplog import delivery
 from smtplog.models import DailyCounter, Status
 from smtplog.store import add_events
 from tests.alerts.conftest import YESTERDAY, counter, heavy_day
@@ -211,7 +212,7 @@ def test_a_second_claim_of_the_same_alert_fails():
 def test_the_claim_of_a_killed_worker_is_taken_over_after_the_lease():
     counter("alice@cs.nthu.edu.tw", sent=400)
     [alert_id] = alerting.prepare_alerts([YESTERDAY])
-    alerting.claim(alert_id, now=NOW - alerting.CLAIM_LEASE - dt.timedelta(seconds=1))
+    alerting.claim(alert_id, now=NOW - delivery.CLAIM_LEASE - dt.timedelta(seconds=1))
 
     assert alerting.prepare_alerts([YESTERDAY]) == [alert_id]
     assert alerting.deliver(alert_id) == "sent"
@@ -252,7 +253,7 @@ def test_a_send_that_keeps_failing_stays_pending_for_the_next_night():
     alert = Alert.objects.get()
     assert outcomes == {"failed, will retry": 1}
     assert (alert.state, alert.claimed_at) == (Alert.State.PENDING, None)
-    assert "try later" in alert.last_error
+    assert alert.last_error == "SMTPConnectError: 421"  # the kind and the code, no server text
 
     alerting.run_alerts([YESTERDAY])
 
@@ -269,6 +270,23 @@ def test_a_recipient_refused_for_good_is_not_retried():
 
     assert outcomes == {"refused": 1}
     assert Alert.objects.get().state == Alert.State.FAILED
+    assert alerting.prepare_alerts([YESTERDAY]) == []
+
+
+@pytest.mark.django_db
+def test_the_task_does_not_retry_a_permanent_data_error(monkeypatch):
+    # It used to: any SMTPException was retried, 50 times, a 554 after DATA included.
+    monkeypatch.setitem(send_alert.app.conf, "task_eager_propagates", False)
+    counter("alice@cs.nthu.edu.tw", sent=400)
+    [alert_id] = alerting.prepare_alerts([YESTERDAY])
+    rejected = smtplib.SMTPDataError(554, b"5.7.1 <alice@cs.nthu.edu.tw>: message rejected")
+    with mock.patch("django.core.mail.EmailMessage.send", side_effect=rejected) as send:
+        result = send_alert.apply(args=[alert_id])
+
+    assert result.get() == "refused" and send.call_count == 1
+    alert = Alert.objects.get()
+    assert (alert.state, alert.attempts) == (Alert.State.FAILED, 1)
+    assert alert.last_error == "SMTPDataError: 554 5.7.1"
     assert alerting.prepare_alerts([YESTERDAY]) == []
 
 

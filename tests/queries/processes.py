@@ -126,6 +126,31 @@ def smtp_sink(directory: Path, fail_first: int = 0) -> Iterator[int]:
 
 
 @contextlib.contextmanager
+def drip_smtp(directory: Path, drip_at: str = "data", interval: float = 0.2) -> Iterator[int]:
+    """Yields the port of an SMTP server answering a byte at a time (drip_smtp.py)."""
+    port = free_port()
+    log = directory / "drip-smtp.log"
+    process = _start(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("drip_smtp.py")),
+            "--port",
+            str(port),
+            "--interval",
+            str(interval),
+            "--drip-at",
+            drip_at,
+        ],
+        log,
+    )
+    try:
+        _wait(lambda: "ready" in log.read_text(), "the drip SMTP server", process)
+        yield port
+    finally:
+        _stop(process)
+
+
+@contextlib.contextmanager
 def gunicorn(env: dict[str, str], directory: Path) -> Iterator[str]:
     """Yields the base URL of the site served by gunicorn with the production settings."""
     port = free_port()

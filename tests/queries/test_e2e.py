@@ -120,7 +120,7 @@ def site_env(broker_url: str, smtp_port: int) -> dict[str, str]:
         "CELERY_BROKER_URL": broker_url,
         "EMAIL_HOST": "127.0.0.1",
         "EMAIL_PORT": str(smtp_port),
-        "SMTPLOG_REPORT_RETRY_BACKOFF": "1",  # the first retry within a second or so
+        "SMTPLOG_SEND_RETRY_BACKOFF": "1",  # the first retry within a second or so
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -264,7 +264,7 @@ def test_a_451_is_retried_and_the_report_delivered_once(redis_program, events, t
     assert message["Subject"].strip().startswith(f"SMTP log report for {ADDRESS}")
     query = Query.objects.get()
     assert query.attempts == 2 and query.error == ""  # the last attempt succeeded
-    assert "transient send failure, will retry: SMTPDataError: (451" in log
+    assert "transient send failure, retry in " in log and "SMTPDataError: 451 4.3.0" in log
     assert "Retry in" in log and ADDRESS not in log  # logs name the query by id only
 
 
