@@ -1,7 +1,7 @@
 """Recording a query and the abuse limits, counted from the recorded queries themselves.
 
 The limits live in the database, not in a cache, so they hold while Redis is down. On
-PostgreSQL a transaction-scoped advisory lock per address and per client network makes
+PostgreSQL a transaction-scoped advisory lock per mailbox and per client network makes
 "count, then insert" atomic, so parallel submits cannot slip past a limit together; the
 locks and the insert are sent together, one round trip per recorded query.
 """
@@ -19,6 +19,16 @@ from queries.models import Query
 
 ADDRESS_WINDOW = dt.timedelta(hours=24)
 NET_WINDOW = dt.timedelta(hours=1)
+
+
+def mailbox_of(address: str) -> str:
+    """What the per-address limit counts: the address without its +tag.
+
+    name+1@… and name+2@… reach the same mailbox; each would otherwise get its own
+    allowance of reports. The report still goes to the address as typed.
+    """
+    local, _at, domain = address.rpartition("@")
+    return f"{local.split('+', 1)[0] or local}@{domain}"
 
 
 def _lock_statement(*keys: str) -> tuple[str, list[int]]:
@@ -53,6 +63,7 @@ def record_query(
     """
     query = Query(
         address=address,
+        mailbox=mailbox_of(address),
         begin=begin,
         end=end,
         client_ip=client_ip,
@@ -67,7 +78,7 @@ def record_query(
         if connection.vendor != "postgresql":
             cursor.execute(insert, params)
         else:
-            lock, ids = _lock_statement(f"address:{address}", f"net:{net}")
+            lock, ids = _lock_statement(f"mailbox:{query.mailbox}", f"net:{net}")
             if connection.features.uses_server_side_binding:  # one statement per execute
                 with transaction.atomic():
                     cursor.execute(lock, ids)
@@ -76,8 +87,6 @@ def record_query(
                 cursor.execute(f"{lock}; {insert}", ids + params)
                 cursor.nextset()  # past the locks' row, to the inserted one
         query.pk, query.outcome = cursor.fetchone()
-    query._state.adding = False
-    query._state.db = connection.alias
     return query
 
 
@@ -109,40 +118,45 @@ def _counted_insert(query: Query) -> tuple[str, list]:
             values.append("%s")
             params.append(f.get_db_prep_save(f.pre_save(query, True), connection))
     day_ago, hour_ago = adapt(query.created - ADDRESS_WINDOW), adapt(query.created - NET_WINDOW)
-    address, net = query.address, query.client_net
+    mailbox, net = query.mailbox, query.client_net
     sql = (
         f"INSERT INTO {meta.db_table} ({', '.join(quote(f.column) for f in fields)}) "
         f"SELECT {', '.join(values)} FROM ("
-        "SELECT COUNT(CASE WHEN address = %s THEN 1 END) AS by_address, "
+        "SELECT COUNT(CASE WHEN mailbox = %s THEN 1 END) AS by_address, "
         "COUNT(CASE WHEN client_net = %s AND created >= %s THEN 1 END) AS by_net "
         f"FROM {meta.db_table} WHERE by_staff = %s AND outcome <> %s AND created >= %s "
-        "AND (address = %s OR (client_net = %s AND created >= %s))) AS counts "
+        "AND (mailbox = %s OR (client_net = %s AND created >= %s))) AS counts "
         f"RETURNING {quote(meta.pk.column)}, {quote(meta.get_field('outcome').column)}"
     )
     params += [
-        address,
+        mailbox,
         net,
         hour_ago,
         False,
         Query.Outcome.LIMITED,
         day_ago,
-        address,
+        mailbox,
         net,
         hour_ago,
     ]
     return sql, params
 
 
-def first_query_of(token: str, net: str) -> Query | None:
-    """The query a form page (its token) already made from this client network."""
+def first_query_of(token: str, net: str | None = None) -> Query | None:
+    """The query a form page (its token) already made; with `net`, only from that network.
+
+    The token is unique: a page sent again after its client moved (IPv4 to IPv6, a new
+    DHCP address) finds its first query too, without `net`.
+    """
     if not token:
         return None
     # Nearly every submit is its page's first: an indexed look-up by the unique token in
     # plain SQL, and the ORM reads the row only when there is one.
+    sql = f"SELECT id FROM {Query._meta.db_table} WHERE form_token = %s"
+    params = [token]
+    if net is not None:
+        sql, params = sql + " AND client_net = %s", [token, net]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id FROM {Query._meta.db_table} WHERE form_token = %s AND client_net = %s",
-            [token, net],
-        )
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     return Query.objects.filter(pk=row[0]).first() if row else None

@@ -9,12 +9,8 @@ from django.utils.translation import gettext_lazy as _
 
 
 class QueryQuerySet(models.QuerySet):
-    def counted(self) -> QueryQuerySet:
-        """Queries that count towards the abuse limits: asked through the form, not refused."""
-        return self.filter(by_staff=False).exclude(outcome=Query.Outcome.LIMITED)
-
-    def asked_since(self, since: dt.datetime) -> QueryQuerySet:
-        return self.filter(created__gte=since)
+    # The abuse limits are counted in SQL of their own, in one statement with the insert
+    # they decide on: queries/limits.py.
 
     def claimable(self, now: dt.datetime) -> QueryQuerySet:
         """Pending queries no worker holds a lease on."""
@@ -31,6 +27,8 @@ class Query(models.Model):
         LIMITED = "limited", _("limited")
 
     address = models.CharField(_("email address"), max_length=320)
+    # The address without its +tag: what the per-address limit counts (limits.mailbox_of).
+    mailbox = models.CharField(_("mailbox"), max_length=320, blank=True, editable=False)
     begin = models.DateField(_("begin"))
     end = models.DateField(_("end"))
     client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
@@ -58,7 +56,7 @@ class Query(models.Model):
         verbose_name = _("report query")
         verbose_name_plural = _("report queries")
         indexes = [
-            models.Index(fields=["address", "created"], name="query_address_created"),
+            models.Index(fields=["mailbox", "created"], name="query_mailbox_created"),
             models.Index(fields=["client_net", "created"], name="query_net_created"),
             models.Index(fields=["outcome", "created"], name="query_outcome_created"),
         ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -52,12 +53,16 @@ def query_form(request: HttpRequest) -> HttpResponse:
         if NEW_CODE in request.POST:  # "Show another image" without script
             form = QueryForm.retyped(request.POST)
             return render(request, "queries/form.html", {"form": form, "new_code": True})
-        if first := first_query_of(request.POST.get("token", ""), net):
+        first = first_query_of(request.POST.get("token", ""))
+        if first is not None and first.client_net == net:
             return _to_answer(first)  # a double submit: the first one's answer
         form = QueryForm(request.POST)
         if not form.is_valid():
             return render(request, "queries/form.html", {"form": form})
-        response = _submit(form.cleaned_data, str(address), net, language)
+        if first is not None:
+            response = _sent_again_from_elsewhere(request, first, form.cleaned_data)
+        if first is None or response is None:
+            response = _submit(form.cleaned_data, str(address), net, language)
     response.set_cookie(
         settings.LANGUAGE_COOKIE_NAME, language, samesite="Lax", max_age=365 * 86400
     )
@@ -81,7 +86,7 @@ def _submit(data: dict, address: str, net: str, language: str) -> HttpResponse:
             if query.outcome == Query.Outcome.PENDING:
                 send_report.delay_on_commit(query.id)  # at once if already committed
     except IntegrityError:  # the same page submitted twice at once: the other one won
-        if (first := first_query_of(data["token"], net)) is None:
+        if (first := first_query_of(data["token"])) is None:
             raise
         return _to_answer(first)
     except BROKER_ERRORS as exc:
@@ -95,6 +100,20 @@ def _submit(data: dict, address: str, net: str, language: str) -> HttpResponse:
         return _to_answer(query, delayed=True)
     log.info("query %s: %s", query.id, query.outcome)
     return _to_answer(query)
+
+
+def _sent_again_from_elsewhere(
+    request: HttpRequest, first: Query, data: dict
+) -> HttpResponse | None:
+    """A page sent again, with a new captcha, after its client moved to another network
+    (a new DHCP lease, IPv4 to IPv6): for the same address, the first query's answer,
+    shown here since its answer URL is for the network that asked. For another address,
+    None, and it is a new query (its page token given up for a fresh one)."""
+    if data["email"] == first.address:
+        with translation.override(first.language):
+            return render(request, "queries/sent.html", {"query": first})
+    data["token"] = secrets.token_hex(16)
+    return None
 
 
 def _savepoint_in_transaction():

@@ -86,6 +86,20 @@ def test_a_double_submit_sends_one_report(
     assert len(mail.outbox) == 1
 
 
+def test_the_same_page_sent_again_from_another_network_gets_the_first_answer(
+    form_data, django_capture_on_commit_callbacks, frozen
+):
+    # The client moved (a new DHCP address, IPv4 to IPv6) and sent the page again with a
+    # fresh captcha: it used to fail with an IntegrityError (a 500).
+    data = form_data(token="0123456789abcdef0123456789abcdef")
+    first = submit(Client(REMOTE_ADDR="140.114.1.1"), data, django_capture_on_commit_callbacks)
+    again = submit(Client(REMOTE_ADDR="140.114.200.7"), data, django_capture_on_commit_callbacks)
+    assert first.status_code == again.status_code == 200
+    assert "Report requested" in again.content.decode()
+    assert Query.objects.get().client_ip == "140.114.1.1"
+    assert len(mail.outbox) == 1
+
+
 def test_a_parallel_double_submit_records_one_query(
     campus_client, form_data, django_capture_on_commit_callbacks, frozen
 ):
@@ -132,6 +146,27 @@ def test_an_address_gets_at_most_three_reports_a_day(
     )
     frozen.shift(dt.timedelta(hours=24, seconds=1))
     assert submit(campus_client, form_data(), django_capture_on_commit_callbacks).status_code == 200
+
+
+def test_plus_tags_of_one_mailbox_share_its_limit_and_each_gets_its_mail(
+    form_data, django_capture_on_commit_callbacks, frozen
+):
+    def ask(n: int, address: str):
+        client = Client(REMOTE_ADDR=f"140.114.2.{n}")
+        return submit(client, form_data(email=address), django_capture_on_commit_callbacks)
+
+    assert ask(1, "alice+1@cs.nthu.edu.tw").status_code == 200
+    assert ask(2, "alice@cs.nthu.edu.tw").status_code == 200
+    assert ask(3, "alice+x.y@cs.nthu.edu.tw").status_code == 200
+    assert ask(4, "alice+4@cs.nthu.edu.tw").status_code == 429
+    assert ask(5, "alice@cs.nthu.edu.tw").status_code == 429
+    assert [m.to for m in mail.outbox] == [
+        ["alice+1@cs.nthu.edu.tw"],
+        ["alice@cs.nthu.edu.tw"],
+        ["alice+x.y@cs.nthu.edu.tw"],
+    ]
+    # Another mailbox of the same name elsewhere is another mailbox.
+    assert ask(6, "alice+1@ee.nthu.edu.tw").status_code == 200
 
 
 def test_a_client_ip_asks_at_most_twenty_an_hour(
