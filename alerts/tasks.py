@@ -6,6 +6,7 @@ from celery import shared_task
 
 from alerts import alerting
 from smtplog import delivery
+from smtplog.models import Heartbeat
 
 
 @shared_task
@@ -14,6 +15,7 @@ def send_daily_alerts() -> str:
     alert_ids = alerting.prepare_alerts(alerting.catch_up_days())
     for alert_id in alert_ids:
         send_alert.delay_on_commit(alert_id)
+    Heartbeat.record("alerts")
     return f"{len(alert_ids)} alerts to send"
 
 

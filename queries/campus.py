@@ -52,11 +52,26 @@ def client_ip(request: HttpRequest) -> IPAddress | None:
     return address
 
 
-def is_campus(address: IPAddress | None) -> bool:
+def in_networks(address: IPAddress | None, networks) -> bool:
     return address is not None and any(
-        address.version == net.version and address in net
-        for net in settings.SMTPLOG_CAMPUS_NETWORKS
+        address.version == net.version and address in net for net in networks
     )
+
+
+def is_campus(address: IPAddress | None) -> bool:
+    """May use the form (and its captcha): SMTPLOG_CAMPUS_NETWORKS."""
+    return in_networks(address, settings.SMTPLOG_CAMPUS_NETWORKS)
+
+
+def is_staff_network(address: IPAddress | None) -> bool:
+    """May reach the admin: SMTPLOG_STAFF_NETWORKS."""
+    return in_networks(address, settings.SMTPLOG_STAFF_NETWORKS)
+
+
+def client_ip_text(request: HttpRequest) -> str:
+    """client_ip() as text, "" when unknown (django-axes' AXES_CLIENT_IP_CALLABLE)."""
+    address = client_ip(request)
+    return "" if address is None else str(address)
 
 
 def client_net(address: IPAddress) -> str:

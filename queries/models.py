@@ -63,3 +63,20 @@ class Query(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} {self.begin}–{self.end}"
+
+
+class ClientHits(models.Model):
+    """Requests of one kind from one client network in one time window (queries/throttle.py)."""
+
+    key = models.CharField(max_length=96)
+    window = models.DateTimeField()
+    hits = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key", "window"], name="clienthits_key_window"),
+        ]
+        indexes = [models.Index(fields=["window"], name="clienthits_window")]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.window}: {self.hits}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import functools
 import logging
 import secrets
 
@@ -12,17 +14,18 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from queries import campus
+from queries import campus, throttle
 from queries.forms import QueryForm
 from queries.limits import first_query_of, record_query
 from queries.models import Query
 from queries.report import COLUMN_HELP
-from queries.tasks import send_report
+from queries.tasks import enqueue_report
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ def _language(request: HttpRequest) -> str:
     return translation.get_language()
 
 
+@never_cache  # every page of the form carries a captcha and a token, answers an address
 @require_http_methods(["GET", "HEAD", "POST"])
 def query_form(request: HttpRequest) -> HttpResponse:
     address = campus.client_ip(request)
@@ -84,7 +88,9 @@ def _submit(data: dict, address: str, net: str, language: str) -> HttpResponse:
                 token=data["token"],  # the form gives every page one
             )
             if query.outcome == Query.Outcome.PENDING:
-                send_report.delay_on_commit(query.id)  # at once if already committed
+                # At once if already committed; a broker that does not answer within
+                # about a second raises, and the user gets the delay page.
+                transaction.on_commit(functools.partial(enqueue_report, query.id))
     except IntegrityError:  # the same page submitted twice at once: the other one won
         if (first := first_query_of(data["token"])) is None:
             raise
@@ -167,3 +173,24 @@ def _facts() -> dict:
 
 def help_page(request: HttpRequest) -> HttpResponse:
     return render(request, "queries/help.html", {"column_help": COLUMN_HELP, **_facts()})
+
+
+# A person answering a challenge needs a few images, a refresh or two, perhaps the sound.
+CAPTCHA_LIMIT = 30
+CAPTCHA_WINDOW = dt.timedelta(minutes=5)
+
+
+def captcha_guard(view):
+    """The captcha library's views for campus clients only, CAPTCHA_LIMIT per network."""
+
+    @functools.wraps(view)
+    def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        address = campus.client_ip(request)
+        if not campus.is_campus(address):
+            return render(request, "queries/off_campus.html", {"client_ip": address}, status=403)
+        key = f"captcha:{campus.client_net(address)}"
+        if not throttle.allow(key, CAPTCHA_LIMIT, CAPTCHA_WINDOW):
+            return HttpResponse(status=429, headers={"Retry-After": "60"})
+        return view(request, *args, **kwargs)
+
+    return guarded

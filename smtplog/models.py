@@ -316,3 +316,27 @@ class LogFile(models.Model):
 
     def __str__(self) -> str:
         return self.path
+
+
+class Heartbeat(models.Model):
+    """When a periodic job last ran to its end: what the health check reads.
+
+    "beat" every minute (celery beat and a worker are alive), "ingest" after each
+    scheduled ingestion run, "alerts" after each nightly alert pass.
+    """
+
+    name = models.CharField(_("job"), max_length=32, primary_key=True)
+    at = models.DateTimeField(_("last run"))
+
+    class Meta:
+        verbose_name = _("heartbeat")
+        verbose_name_plural = _("heartbeats")
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.at:%Y-%m-%d %H:%M:%S}"
+
+    @classmethod
+    def record(cls, name: str) -> None:
+        from django.utils import timezone
+
+        cls.objects.update_or_create(name=name, defaults={"at": timezone.now()})

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "captcha",
+    "axes",
     "smtplog",
     "queries",
     "alerts",
@@ -60,15 +62,35 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # static files without a separate server
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
+    "smtplog.middleware.StaffNetworkMiddleware",  # before anything of the admin runs
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
+
+# Staff sign-in: django-axes records every failed login (and logs it) and locks a client
+# address out after AXES_FAILURE_LIMIT failures for AXES_COOLOFF_TIME.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "queries.campus.client_ip_text"  # the proxy-aware address
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+# Logged failures show the client address, not what was typed as the user name (people
+# type passwords there); both are kept in the admin's list of access attempts.
+AXES_SENSITIVE_PARAMETERS = ["username"]
 
 ROOT_URLCONF = "smtplog.urls"
 WSGI_APPLICATION = "smtplog.wsgi.application"
@@ -90,12 +112,15 @@ TEMPLATES = [
 ]
 
 # Database: SQLite under var/ unless DATABASE_URL names another (postgres://user@host:5432/name).
+# A kept connection (DB_CONN_MAX_AGE) is checked before each request reuses it: one the
+# server dropped (a restart, pg_terminate_backend) is replaced instead of failing.
 try:
     DATABASES = {
         "default": dj_database_url.config(
             env="DATABASE_URL",
             default=f"sqlite:///{VAR_DIR / 'smtplog.sqlite3'}",
             conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0),
+            conn_health_checks=True,
         )
     }
 except ValueError as exc:
@@ -129,6 +154,12 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+# collectstatic names each file by its content's hash (site.3f2a9c.css): nginx and
+# browsers may then keep them for a year.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 # HTTPS and deployment: on by default whenever DEBUG is off.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
@@ -144,6 +175,39 @@ if env_bool("SECURE_PROXY_SSL_HEADER", False):
     # Only behind a reverse proxy that sets X-Forwarded-Proto itself.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# A monitor may ask the web process itself, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+
+# What pages may load and do: only our own scripts, styles, images and sounds (no inline
+# script or style anywhere), no frames, no plugins; and no camera, microphone, etc.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [NONE],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "media-src": [SELF],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+    }
+}
+PERMISSIONS_POLICY = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "camera",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "payment",
+        "usb",
+    )
+}
 
 # Celery: with no broker configured, tasks run eagerly in-process (laptop default).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
@@ -204,6 +268,10 @@ SMTPLOG_CAMPUS_DOMAINS = env_domains("SMTPLOG_CAMPUS_DOMAINS", ["nthu.edu.tw"])
 # Clients allowed to use the form. Loopback is in the default so it works on a laptop.
 SMTPLOG_CAMPUS_NETWORKS = env_networks(
     "SMTPLOG_CAMPUS_NETWORKS", ["140.114.0.0/16", "127.0.0.0/8", "::1/128"]
+)
+# Clients allowed into the admin (nginx refuses others too). Default: the campus networks.
+SMTPLOG_STAFF_NETWORKS = env_networks(
+    "SMTPLOG_STAFF_NETWORKS", [str(network) for network in SMTPLOG_CAMPUS_NETWORKS]
 )
 # Reverse proxies in front of the web process that append to X-Forwarded-For (0: none,
 # the TCP peer is the client). Anything a client puts in the header beyond them is ignored.
@@ -267,8 +335,17 @@ SMTPLOG_INGEST_BATCH_LINES = env_int("SMTPLOG_INGEST_BATCH_LINES", 20000, minimu
 SMTPLOG_INGEST_WORKERS = env_int("SMTPLOG_INGEST_WORKERS", 4, minimum=1)
 SMTPLOG_INGEST_PARALLEL_BYTES = env_int("SMTPLOG_INGEST_PARALLEL_BYTES", 16 * 2**20, minimum=0)
 
+# Health (/healthz, manage.py healthcheck): a live log file whose newest line is older
+# than this many seconds is reported (a relay silent that long is likely not logging).
+SMTPLOG_HEALTH_LOG_LAG = env_int("SMTPLOG_HEALTH_LOG_LAG", 1800, minimum=60)
+
 # Scheduled work (celery beat); `expires` drops a run the workers could not start in time.
 CELERY_BEAT_SCHEDULE = {
+    "heartbeat": {
+        "task": "smtplog.tasks.heartbeat",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 55},
+    },
     "ingest-maillogs": {
         "task": "smtplog.tasks.ingest_configured_logs",
         "schedule": timedelta(minutes=1),

@@ -8,6 +8,7 @@ import logging
 from celery import shared_task
 
 from smtplog import retention, store
+from smtplog.models import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def ingest_configured_logs() -> str:
         log.warning("%s", note)
     for error in summary.errors:
         log.error("%s", error)
+    Heartbeat.record("ingest")
     return f"{summary.lines} lines, {summary.events} events, {len(summary.errors)} errors"
 
 
@@ -48,3 +50,10 @@ def purge_expired_data() -> str:
     """Nightly: delete every kind of row older than the retention window, in batches."""
     deleted = retention.purge()
     return ", ".join(f"{kind}: {n}" for kind, n in deleted.items())
+
+
+@shared_task
+def heartbeat() -> str:
+    """Every minute: celery beat and a worker are alive (read by the health check)."""
+    Heartbeat.record("beat")
+    return "alive"

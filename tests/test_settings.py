@@ -75,6 +75,7 @@ def manage(*args: str, **variables: str) -> subprocess.CompletedProcess:
 SMTPLOG_DEFAULTS = {
     "SMTPLOG_CAMPUS_DOMAINS": ["nthu.edu.tw"],
     "SMTPLOG_CAMPUS_NETWORKS": ["140.114.0.0/16", "127.0.0.0/8", "::1/128"],
+    "SMTPLOG_STAFF_NETWORKS": ["140.114.0.0/16", "127.0.0.0/8", "::1/128"],
     "SMTPLOG_TRUSTED_PROXY_COUNT": 0,
     "SMTPLOG_RETENTION_DAYS": 31,
     "SMTPLOG_LIMIT_PER_ADDRESS": 3,
@@ -93,6 +94,7 @@ SMTPLOG_DEFAULTS = {
     "SMTPLOG_INGEST_BATCH_LINES": 20000,
     "SMTPLOG_INGEST_WORKERS": 4,
     "SMTPLOG_INGEST_PARALLEL_BYTES": 16 * 2**20,
+    "SMTPLOG_HEALTH_LOG_LAG": 1800,
 }
 
 
@@ -270,6 +272,7 @@ PRODUCTION = {
     "SMTPLOG_VAR_DIR": "/srv/smtplog",
     "SMTPLOG_CAMPUS_DOMAINS": "nthu.edu.tw, NTHU.org.tw.",
     "SMTPLOG_CAMPUS_NETWORKS": "140.114.0.0/16,2001:288:1001::/48",
+    "SMTPLOG_STAFF_NETWORKS": "140.114.63.0/24",
     "SMTPLOG_TRUSTED_PROXY_COUNT": "1",
     "SMTPLOG_RETENTION_DAYS": "62",
     "SMTPLOG_LIMIT_PER_ADDRESS": "5",
@@ -290,6 +293,7 @@ PRODUCTION = {
     "SMTPLOG_INGEST_BATCH_LINES": "50000",
     "SMTPLOG_INGEST_WORKERS": "2",
     "SMTPLOG_INGEST_PARALLEL_BYTES": "0",
+    "SMTPLOG_HEALTH_LOG_LAG": "600",
 }
 
 
@@ -328,6 +332,7 @@ class TestProductionValues:
         assert Path(loaded["EMAIL_FILE_PATH"]) == Path("/srv/smtplog/mail")
         assert loaded["SMTPLOG_CAMPUS_DOMAINS"] == ["nthu.edu.tw", "nthu.org.tw"]
         assert loaded["SMTPLOG_CAMPUS_NETWORKS"] == ["140.114.0.0/16", "2001:288:1001::/48"]
+        assert loaded["SMTPLOG_STAFF_NETWORKS"] == ["140.114.63.0/24"]
         assert loaded["SMTPLOG_TRUSTED_PROXY_COUNT"] == 1
         assert loaded["SMTPLOG_RETENTION_DAYS"] == 62
         assert loaded["SMTPLOG_LIMIT_PER_ADDRESS"] == 5
@@ -349,6 +354,7 @@ class TestProductionValues:
         assert loaded["SMTPLOG_INGEST_BATCH_LINES"] == 50000
         assert loaded["SMTPLOG_INGEST_WORKERS"] == 2
         assert loaded["SMTPLOG_INGEST_PARALLEL_BYTES"] == 0
+        assert loaded["SMTPLOG_HEALTH_LOG_LAG"] == 600
         # A setting added to SMTPLOG_DEFAULTS needs a production value here too.
         unchanged = [n for n, default in SMTPLOG_DEFAULTS.items() if loaded[n] == default]
         assert unchanged == []
@@ -379,6 +385,7 @@ class TestProductionValues:
         ({"EMAIL_USE_TLS": "1", "EMAIL_USE_SSL": "1"}, "EMAIL_USE_TLS"),
         ({"DATABASE_URL": "foo://db.example/smtplog"}, "DATABASE_URL"),
         ({"EMAIL_SEND_DEADLINE": "90"}, "EMAIL_SEND_DEADLINE"),
+        ({"SMTPLOG_STAFF_NETWORKS": "10.0.0.1/8"}, "SMTPLOG_STAFF_NETWORKS"),
         ({"CELERY_BROKER_VISIBILITY_TIMEOUT": "600"}, "CELERY_BROKER_VISIBILITY_TIMEOUT"),
     ],
     ids=lambda v: "+".join(v) if isinstance(v, dict) else None,

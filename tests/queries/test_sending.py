@@ -252,10 +252,11 @@ def test_logs_and_task_arguments_carry_ids_not_addresses(
     mail_events, frozen, caplog, campus_client, form_data, django_capture_on_commit_callbacks
 ):
     with (
-        mock.patch("queries.views.send_report.delay_on_commit") as enqueue,
+        mock.patch("queries.views.enqueue_report") as enqueue,
         caplog.at_level("DEBUG"),
     ):
-        campus_client.post("/", form_data())
+        with django_capture_on_commit_callbacks(execute=True):
+            campus_client.post("/", form_data())
         query = Query.objects.get()
         sending.send_query_report(query.id)
     assert enqueue.call_args.args == (query.id,) and not enqueue.call_args.kwargs

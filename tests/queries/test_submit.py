@@ -50,7 +50,10 @@ def test_a_query_is_recorded_and_its_report_sent_to_that_address_only(
 def test_the_task_gets_the_query_id_only(
     campus_client, form_data, django_capture_on_commit_callbacks, frozen
 ):
-    with mock.patch("queries.views.send_report.delay_on_commit") as enqueue:
+    with (
+        mock.patch("queries.views.enqueue_report") as enqueue,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         campus_client.post("/", form_data())
     enqueue.assert_called_once_with(Query.objects.get().id)
 

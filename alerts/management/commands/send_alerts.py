@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from alerts import alerting
+from smtplog.models import Heartbeat
 
 
 def local_day(value: str) -> dt.date:
@@ -52,6 +53,8 @@ class Command(BaseCommand):
                 self.stdout.write("Dry run: nothing sent, nothing recorded.")
             return
         outcomes = alerting.run_alerts(days)
+        if not date:  # a whole nightly pass, as the scheduled task does
+            Heartbeat.record("alerts")
         summary = ", ".join(f"{n} {what}" for what, n in sorted(outcomes.items())) or "none to send"
         if verbosity:
             self.stdout.write(self.style.SUCCESS(f"Alerts: {summary}."))
