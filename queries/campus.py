@@ -20,6 +20,7 @@ from ipware import get_client_ip
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 HEADER = "HTTP_X_FORWARDED_FOR"
+UNIX_SOCKET_PEER = "127.0.0.1"
 
 
 class _Meta:
@@ -37,7 +38,9 @@ def client_ip(request: HttpRequest) -> IPAddress | None:
         forwarded = request.META.get(HEADER, "").split(",")
         if len(forwarded) < count:
             return None  # reached us without passing through all of our proxies
-        hops = forwarded[-count:] + hops
+        # A proxy on a unix socket (nginx to gunicorn, deploy/) has no address: it is
+        # on this host. Its own address is never taken for the client's anyway.
+        hops = forwarded[-count:] + [hops[0] or UNIX_SOCKET_PEER]
     found, _routable = get_client_ip(
         _Meta({HEADER: ",".join(hop.strip() for hop in hops)}),
         proxy_count=count,

@@ -243,9 +243,9 @@ CELERY_TIMEZONE = TIME_ZONE
 
 # Email: .eml files under var/mail/ unless EMAIL_BACKEND / EMAIL_HOST say otherwise.
 EMAIL_HOST = env_str("EMAIL_HOST", "")
-EMAIL_BACKEND = env_str(
-    "EMAIL_BACKEND",
-    "smtplog.mail.SMTPBackend" if EMAIL_HOST else "smtplog.mail.EmlFileBackend",
+# (Empty, as in deploy/smtplog.env, means the default too.)
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "") or (
+    "smtplog.mail.SMTPBackend" if EMAIL_HOST else "smtplog.mail.EmlFileBackend"
 )
 EMAIL_FILE_PATH = Path(env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail")))
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
