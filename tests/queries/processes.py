@@ -101,7 +101,9 @@ def redis_server(program: str, directory: Path) -> Iterator[RedisServer]:
 
 
 @contextlib.contextmanager
-def smtp_sink(directory: Path, fail_first: int = 0) -> Iterator[int]:
+def smtp_sink(
+    directory: Path, fail_first: int = 0, refuse_rcpt_first: int = 0, rcpt_delay: float = 0
+) -> Iterator[int]:
     """Yields the port of an aiosmtpd server saving messages under directory/mail."""
     port = free_port()
     log = directory / "smtp.log"
@@ -115,6 +117,10 @@ def smtp_sink(directory: Path, fail_first: int = 0) -> Iterator[int]:
             str(directory / "mail"),
             "--fail-first",
             str(fail_first),
+            "--refuse-rcpt-first",
+            str(refuse_rcpt_first),
+            "--rcpt-delay",
+            str(rcpt_delay),
         ],
         log,
     )
