@@ -201,8 +201,13 @@ def _stop(process: subprocess.Popen | None) -> None:
 
 
 @contextlib.contextmanager
-def running_stack(prefix: Path, env: dict[str, str], static_root: Path) -> Iterator[Stack]:
-    """gunicorn on prefix/web.sock with the shipped config, nginx with the shipped site."""
+def running_stack(
+    prefix: Path, env: dict[str, str], static_root: Path, workers: int | None = 2
+) -> Iterator[Stack]:
+    """gunicorn on prefix/web.sock with the shipped config, nginx with the shipped site.
+
+    `workers` overrides the config's number of gunicorn workers (None: as shipped).
+    """
     nginx = require_nginx()
     ports = {"http": free_port(), "https": free_port()}
     socket = prefix / "web.sock"
@@ -229,7 +234,8 @@ def running_stack(prefix: Path, env: dict[str, str], static_root: Path) -> Itera
                 "--config",
                 str(BASE_DIR / "deploy" / "gunicorn.conf.py"),
             ]
-            + ["--bind", f"unix:{socket}", "--workers", "2"],
+            + ["--bind", f"unix:{socket}"]
+            + ([] if workers is None else ["--workers", str(workers)]),
             cwd=BASE_DIR,
             env={**os.environ, **env},
             stdin=subprocess.DEVNULL,

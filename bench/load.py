@@ -1,0 +1,329 @@
+"""The query form under load through the shipped deployment (locust).
+
+    python bench/load.py [--users 50] [--duration 60] [--web-workers N]
+
+Starts what deploy/ ships, as tests/deploy/test_nginx.py does: Debian's nginx with
+deploy/nginx/smtplog.conf (TLS, a test certificate, loopback addresses) in front of
+gunicorn with deploy/gunicorn.conf.py on its unix socket, the production settings (DEBUG
+off, kept database connections), PostgreSQL (database smtplog_bench_load on
+BENCH_DATABASE_URL's server, migrated, its queries and challenges emptied first) and a
+throwaway redis-server as the broker (no worker: queued reports just wait).
+
+Then --users locust users for --duration seconds, each repeating what a person does: a
+new TLS connection from an address of its own on campus (127.U.C.1: user U's C-th visit,
+so the default per-address and per-client limits apply as to real visitors), GET of the
+form, GET of its captcha image, and the POST of the form with a fresh address, the
+challenge's answer (read from the database: the bench's one shortcut) and the CSRF pair.
+Between the page and the POST a person reads the page and types the captcha: --think
+seconds (default 2 to 6, at random; a fast typist), then asks again at once. --think 0
+removes it: every user posts and asks again at once, a stress test that saturates the
+machine (the probe of issue 11 measured that way: 1.3 s GET p95 with 2 workers).
+
+Prints, per request kind: count, median, p95 and failures; 5xx responses; requests per
+second; and the CPU time used by gunicorn, nginx, PostgreSQL, locust and the rest of the
+machine (figures on a shared machine mean little without it). Targets (issue 11): GET
+p95 <= 300 ms, POST p95 <= 500 ms, no 5xx.
+"""
+
+# ruff: noqa: I001 - locust must be imported first: it patches ssl and socket for gevent.
+from __future__ import annotations
+
+import locust  # noqa: F401
+
+import argparse
+import itertools
+import os
+import random
+import re
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import gevent
+import psycopg
+import requests
+import urllib3
+from locust import User, events, task
+from locust.clients import HttpSession
+from locust.env import Environment
+from requests.adapters import HTTPAdapter
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.deploy.stack import HOST, collectstatic, running_stack, site_env  # noqa: E402
+from tests.queries.processes import redis_server  # noqa: E402
+
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/smtplog_bench_load"
+HIDDEN = re.compile(r'name="(csrfmiddlewaretoken|token|begin|end|captcha_0)" value="([^"]*)"')
+IMAGE = re.compile(r'<img src="([^"]+)"[^>]*class="captcha"')
+BASE = {"url": "", "database": "", "think": (2.0, 6.0)}
+NUMBERS = itertools.count(1)
+FIVE_XX = {"count": 0}
+
+
+def say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+# One TLS context for every connection (building one per connection, as requests does
+# by default, costs the load generator more than the handshake): the test certificate,
+# on loopback, is not verified.
+TLS = ssl.create_default_context()
+TLS.check_hostname = False
+TLS.verify_mode = ssl.CERT_NONE
+
+
+class SourceAdapter(HTTPAdapter):
+    """Connections from a chosen local address (each visitor's own campus address)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__(pool_connections=1, pool_maxsize=1)
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs.update(source_address=(self.source, 0), ssl_context=TLS)
+        super().init_poolmanager(*args, **kwargs)
+
+
+class Visitor(User):
+    """A person asking for a report: the page, its captcha, the POST."""
+
+    host = "https://smtplog.test"
+
+    def on_start(self) -> None:
+        self.number = next(NUMBERS)
+        self.visits = 0
+        self.database = psycopg.connect(BASE["database"], autocommit=True)
+
+    def answer(self, key: str) -> str:
+        """The challenge's answer, read outside the event loop (psycopg blocks)."""
+
+        def read() -> str:
+            row = self.database.execute(
+                "SELECT response FROM captcha_captchastore WHERE hashkey = %s", [key]
+            ).fetchone()
+            return row[0] if row else ""
+
+        return gevent.get_hub().threadpool.apply(read)
+
+    @task
+    def ask(self) -> None:
+        self.visits += 1
+        source = f"127.{self.number % 250 + 1}.{self.visits // 250 % 250}.{self.visits % 250 + 1}"
+        session = HttpSession(BASE["url"], self.environment.events.request, self)
+        session.mount("https://", SourceAdapter(source))
+        session.verify = False  # see TLS
+        session.trust_env = False  # no CA bundle or proxy from the environment
+        session.headers.update(
+            {"Host": HOST, "Origin": f"https://{HOST}", "Referer": f"https://{HOST}/"}
+        )
+        with session:  # one TLS connection for the visit
+            page = session.get("/", name="GET /")
+            if page.status_code != 200:
+                return
+            fields = dict(HIDDEN.findall(page.text))
+            image = IMAGE.search(page.text)
+            session.get(image[1], name="GET captcha image")
+            gevent.sleep(random.uniform(*BASE["think"]))  # reading, typing the captcha
+            address = f"u{self.number}v{self.visits}@cs.nthu.edu.tw"
+            fields.update(email=address, language="en", captcha_1=self.answer(fields["captcha_0"]))
+            with session.post("/", data=fields, name="POST /", catch_response=True) as answer:
+                if answer.status_code != 200 or address not in answer.text:
+                    answer.failure(f"{answer.status_code}: no answer page")
+
+
+@events.request.add_listener
+def count_5xx(response=None, **_kwargs) -> None:
+    if response is not None and getattr(response, "status_code", 0) >= 500:
+        FIVE_XX["count"] += 1
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def machine_busy_seconds() -> float:
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [pid, *map(int, path.read_text().split())] if path.exists() else [pid]
+
+
+class DatabaseCPU:
+    """CPU time of the bench database's server processes, sampled twice a second.
+
+    Kept connections are replaced after DB_CONN_MAX_AGE, so the processes come and go;
+    each one's last reading counts (what a process used between two samples before it
+    ended is missed: a few milliseconds).
+    """
+
+    def __init__(self, database: str) -> None:
+        self.marker = f" {database} ".encode()
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.sampler = gevent.spawn(self.sample_forever)
+
+    def pids(self) -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if self.marker in (entry / "cmdline").read_bytes():
+                        found.append(int(entry.name))
+                except OSError:
+                    continue
+        return found
+
+    def sample_forever(self) -> None:
+        while True:
+            for pid in self.pids():
+                used = cpu_seconds([pid])
+                self.first.setdefault(pid, used)
+                self.last[pid] = used
+            gevent.sleep(0.5)
+
+    def seconds(self) -> float:
+        self.sampler.kill()
+        return sum(self.last[pid] - self.first[pid] for pid in self.last)
+
+
+def prepare_database(url: str, env: dict[str, str]) -> None:
+    server, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
+        cwd=REPO,
+        env={**os.environ, **env},
+        check=True,
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE queries_query, captcha_captchastore, queries_clienthits")
+
+
+def warm_up(stack) -> None:
+    """Each gunicorn worker loads its code and opens its database connection."""
+    for _ in range(40):
+        stack.request("GET", "/", source="127.0.0.2")
+
+
+def run_load(users: int, duration: int) -> Environment:
+    environment = Environment(user_classes=[Visitor], events=events)
+    runner = environment.create_local_runner()
+    runner.start(users, spawn_rate=users)
+    gevent.spawn_later(duration, runner.quit)
+    runner.greenlet.join()
+    return environment
+
+
+def report(environment: Environment, cpu: dict[str, float], seconds: float) -> None:
+    stats = environment.stats
+    say(f"{'request':<20} {'count':>7} {'median':>8} {'p95':>8} {'max':>8} {'failed':>7}")
+    for name, method in (("GET /", "GET"), ("GET captcha image", "GET"), ("POST /", "POST")):
+        entry = stats.get(name, method)
+        say(
+            f"{name:<20} {entry.num_requests:>7} {entry.median_response_time:>6.0f}ms "
+            f"{entry.get_response_time_percentile(0.95):>6.0f}ms "
+            f"{entry.max_response_time:>6.0f}ms {entry.num_failures:>7}"
+        )
+    for error in list(stats.errors.values())[:5]:
+        say(f"  failure x{error.occurrences}: {error.method} {error.name}: {error.error}"[:300])
+    total = stats.total
+    say(
+        f"all: {total.num_requests} requests, {total.num_requests / seconds:.0f}/s, "
+        f"{total.num_failures} failed, {FIVE_XX['count']} with a 5xx; "
+        f"{stats.get('POST /', 'POST').num_requests / seconds:.0f} visits/s"
+    )
+    get95 = stats.get("GET /", "GET").get_response_time_percentile(0.95)
+    post95 = stats.get("POST /", "POST").get_response_time_percentile(0.95)
+    say(
+        f"targets: GET p95 {get95:.0f} ms (<= 300: {'met' if get95 <= 300 else 'MISSED'}), "
+        f"POST p95 {post95:.0f} ms (<= 500: {'met' if post95 <= 500 else 'MISSED'}), "
+        f"5xx {FIVE_XX['count']} (0: {'met' if not FIVE_XX['count'] else 'MISSED'})"
+    )
+    cores = os.cpu_count() or 1
+    parts = ", ".join(f"{name} {used:.1f} s" for name, used in cpu.items() if name != "machine")
+    other = cpu["machine"] - sum(v for k, v in cpu.items() if k != "machine")
+    say(
+        f"CPU over {seconds:.0f} s on {cores} cores ({seconds * cores:.0f} core-s): {parts}; "
+        f"CPU by other processes {max(other, 0):.1f} s"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--duration", type=int, default=60, help="seconds of load")
+    parser.add_argument(
+        "--web-workers", type=int, default=None, help="gunicorn workers (default: as shipped)"
+    )
+    parser.add_argument(
+        "--think",
+        type=float,
+        nargs=2,
+        default=[2.0, 6.0],
+        metavar=("MIN", "MAX"),
+        help="seconds between the page and the POST (0 0: none)",
+    )
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
+    args = parser.parse_args()
+    BASE["think"] = tuple(args.think)
+    warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+    BASE["database"] = args.database_url
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+        prefix = Path(tmp)
+        static_root = prefix / "static"
+        with redis_server("redis-server", prefix) as redis:
+            env = site_env(args.database_url, redis.url, static_root)
+            # Every visitor comes from its own loopback address (127.0.0.0/8: campus).
+            env.update(SMTPLOG_CAMPUS_NETWORKS="127.0.0.0/8", LOG_LEVEL="WARNING")
+            prepare_database(args.database_url, env)
+            collectstatic(env)
+            with running_stack(prefix, env, static_root, workers=args.web_workers) as stack:
+                BASE["url"] = f"https://127.0.0.1:{stack.ports['https']}"
+                nginx = [int((prefix / "nginx.pid").read_text())]
+                warm_up(stack)
+                groups = {
+                    "gunicorn": children(stack.gunicorn.pid),
+                    "nginx": children(nginx[0]),
+                    "locust": [os.getpid()],
+                }
+                say(
+                    f"{args.users} users, {args.duration} s, think time {args.think[0]:g}-"
+                    f"{args.think[1]:g} s, gunicorn workers: {len(groups['gunicorn']) - 1}, "
+                    "through nginx with TLS per visit"
+                )
+                database = DatabaseCPU(args.database_url.rsplit("/", 1)[1])
+                before = {name: cpu_seconds(pids) for name, pids in groups.items()}
+                before["machine"] = machine_busy_seconds()
+                started = time.monotonic()
+                environment = run_load(args.users, args.duration)
+                seconds = time.monotonic() - started
+                cpu = {name: cpu_seconds(pids) - before[name] for name, pids in groups.items()}
+                cpu["postgres"] = database.seconds()
+                cpu["machine"] = machine_busy_seconds() - before["machine"]
+    report(environment, cpu, seconds)
+    say(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (1, 5 min)")
+
+
+if __name__ == "__main__":
+    requests.packages.urllib3.disable_warnings()
+    main()
