@@ -9,11 +9,12 @@ off, kept database connections), PostgreSQL (database smtplog_bench_load on
 BENCH_DATABASE_URL's server, migrated, its queries and challenges emptied first) and a
 throwaway redis-server as the broker (no worker: queued reports just wait).
 
-Then --users locust users for --duration seconds, each repeating what a person does: a
-new TLS connection from an address of its own on campus (127.U.C.1: user U's C-th visit,
-so the default per-address and per-client limits apply as to real visitors), GET of the
-form, GET of its captcha image, and the POST of the form with a fresh address, the
-challenge's answer (read from the database: the bench's one shortcut) and the CSRF pair.
+Then --users locust users, arriving over 5 s, then measured for --duration seconds,
+each repeating what a person does: a new TLS connection from an address of its own on
+campus (127.U.C.1: user U's C-th visit, so the default per-address and per-client limits
+apply as to real visitors), GET of the form, GET of its captcha image, and the POST of
+the form with a fresh address, the challenge's answer (read from the database: the
+bench's one shortcut) and the CSRF pair.
 Between the page and the POST a person reads the page and types the captcha: --think
 seconds (default 2 to 6, at random; a fast typist), then asks again at once. --think 0
 removes it: every user posts and asks again at once, a stress test that saturates the
@@ -225,16 +226,25 @@ def warm_up(stack) -> None:
         stack.request("GET", "/", source="127.0.0.2")
 
 
+RAMP_UP = 5  # seconds over which the users arrive; not measured
+
+
 def run_load(users: int, duration: int) -> Environment:
+    """Users arrive over RAMP_UP seconds (not all in the same instant), then `duration`
+    seconds are measured."""
     environment = Environment(user_classes=[Visitor], events=events)
     runner = environment.create_local_runner()
-    runner.start(users, spawn_rate=users)
+    runner.start(users, spawn_rate=users / RAMP_UP)
+    gevent.sleep(RAMP_UP)
+    environment.stats.reset_all()
+    FIVE_XX["count"] = 0
     gevent.spawn_later(duration, runner.quit)
     runner.greenlet.join()
     return environment
 
 
 def report(environment: Environment, cpu: dict[str, float], seconds: float) -> None:
+    """The figures; `seconds` measured, the CPU times over the ramp-up and those seconds."""
     stats = environment.stats
     say(f"{'request':<20} {'count':>7} {'median':>8} {'p95':>8} {'max':>8} {'failed':>7}")
     for name, method in (("GET /", "GET"), ("GET captcha image", "GET"), ("POST /", "POST")):
@@ -263,7 +273,8 @@ def report(environment: Environment, cpu: dict[str, float], seconds: float) -> N
     parts = ", ".join(f"{name} {used:.1f} s" for name, used in cpu.items() if name != "machine")
     other = cpu["machine"] - sum(v for k, v in cpu.items() if k != "machine")
     say(
-        f"CPU over {seconds:.0f} s on {cores} cores ({seconds * cores:.0f} core-s): {parts}; "
+        f"CPU over {seconds + RAMP_UP:.0f} s on {cores} cores "
+        f"({(seconds + RAMP_UP) * cores:.0f} core-s): {parts}; "
         f"CPU by other processes {max(other, 0):.1f} s"
     )
 
@@ -316,7 +327,7 @@ def main() -> None:
                 before["machine"] = machine_busy_seconds()
                 started = time.monotonic()
                 environment = run_load(args.users, args.duration)
-                seconds = time.monotonic() - started
+                seconds = time.monotonic() - started - RAMP_UP
                 cpu = {name: cpu_seconds(pids) - before[name] for name, pids in groups.items()}
                 cpu["postgres"] = database.seconds()
                 cpu["machine"] = machine_busy_seconds() - before["machine"]
