@@ -57,7 +57,7 @@ def test_no_page_violates_the_policy(site):
         page.fill("#id_password", PASSWORD)
         page.click("input[type=submit]")
         page.wait_for_load_state()
-        for path in ("/admin/", "/admin/queries/query/", "/admin/dashboard/"):
+        for path in ("/admin/", "/admin/queries/query/", "/admin/trace/", "/admin/dashboard/"):
             response = page.goto(site + path)
             assert response.status == 200, path
         # The dashboard's styles came from its stylesheet (computed: not the defaults).

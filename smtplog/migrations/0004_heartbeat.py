@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('smtplog', '0002_cheaper_ingest_writes'),
+        ('smtplog', '0003_trace_indexes'),
     ]
 
     operations = [
