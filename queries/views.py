@@ -135,6 +135,7 @@ def _to_answer(query: Query, delayed: bool = False) -> HttpResponse:
     return HttpResponseRedirect(url, status=303)
 
 
+@never_cache  # it shows the address asked about
 @require_http_methods(["GET", "HEAD"])
 def answer(request: HttpRequest, token: str) -> HttpResponse:
     """The answer to a submitted form, for the client network that submitted it.

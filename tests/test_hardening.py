@@ -54,7 +54,7 @@ class TestHeaders:
             "captcha_1": "PASSED",
         }
         with django_capture_on_commit_callbacks(execute=True):
-            answer = campus_client.post("/", data)
+            answer = campus_client.post("/", data, follow=True)  # to the answer page
         assert "alice@cs.nthu.edu.tw" in answer.content.decode()
         for response in (form, answer):
             assert "no-store" in response["Cache-Control"]

@@ -103,6 +103,21 @@ def test_the_same_page_sent_again_from_another_network_gets_the_first_answer(
     assert len(mail.outbox) == 1
 
 
+def test_the_same_page_sent_from_another_network_for_another_address_is_a_new_query(
+    form_data, django_capture_on_commit_callbacks, frozen
+):
+    data = form_data(token="0123456789abcdef0123456789abcdef")
+    submit(Client(REMOTE_ADDR="140.114.1.1"), data, django_capture_on_commit_callbacks)
+    other = data | {"email": "bob@cs.nthu.edu.tw"}
+    again = submit(Client(REMOTE_ADDR="140.114.200.7"), other, django_capture_on_commit_callbacks)
+    assert again.status_code == 200 and "bob@cs.nthu.edu.tw" in again.content.decode()
+    assert sorted(Query.objects.values_list("address", "client_ip")) == [
+        ("alice@cs.nthu.edu.tw", "140.114.1.1"),
+        ("bob@cs.nthu.edu.tw", "140.114.200.7"),
+    ]
+    assert sorted(m.to[0] for m in mail.outbox) == ["alice@cs.nthu.edu.tw", "bob@cs.nthu.edu.tw"]
+
+
 def test_a_parallel_double_submit_records_one_query(
     campus_client, form_data, django_capture_on_commit_callbacks, frozen
 ):
