@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('smtplog', '0003_trace_indexes'),
+        ('smtplog', '0004_logfile_tail'),
     ]
 
     operations = [
