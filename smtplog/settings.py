@@ -91,6 +91,7 @@ AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
 # Logged failures show the client address, not what was typed as the user name (people
 # type passwords there); both are kept in the admin's list of access attempts.
 AXES_SENSITIVE_PARAMETERS = ["username"]
+AXES_VERBOSE = False  # no start-up banner on every command's output; failures still logged
 
 ROOT_URLCONF = "smtplog.urls"
 WSGI_APPLICATION = "smtplog.wsgi.application"
