@@ -181,6 +181,20 @@ def test_another_image_keeps_what_was_typed_with_and_without_script(live_server)
             assert page.is_checked("#id_language_1")
 
 
+def test_enter_in_a_field_submits_the_form_with_and_without_script(live_server):
+    # "Show another image" is a submit button too, and comes before Submit: Enter must
+    # still send the form, not ask for a new image.
+    base = live_server.url
+    for number, script in enumerate((True, False)):
+        with browser(locale="en-US", java_script_enabled=script) as page:
+            page.goto(f"{base}/")
+            fill_form(page, address=f"enter{number}@cs.nthu.edu.tw")
+            page.press("#id_email", "Enter")
+            page.wait_for_url(f"{base}/answer/**")
+            assert "Report requested" in page.inner_text("main")
+    assert db(Query.objects.count) == 2
+
+
 def test_reloading_the_answer_submits_nothing(live_server):
     base = live_server.url
     with browser(locale="en-US") as page:
