@@ -44,8 +44,8 @@ def staff_only(view):
 
 
 def admin_context(request: HttpRequest, title: str) -> dict:
-    """The admin's page frame; no app sidebar (the results need the width)."""
-    return {**admin.site.each_context(request), "title": title, "is_nav_sidebar_enabled": False}
+    """The admin's page frame (its header, user links, and no app sidebar: see urls)."""
+    return {**admin.site.each_context(request), "title": title}
 
 
 def _page(request: HttpRequest) -> int:
