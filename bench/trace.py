@@ -327,7 +327,7 @@ class DatabaseCpu:
 
 # The indexes smtplog 0003 adds, and the two it replaces with a pattern operator class.
 NEW_INDEXES = (
-    "message_message_id",
+    "message_first_hop_message_id",
     "message_requeued",
     "event_refusal_client_time",
 )

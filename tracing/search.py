@@ -423,7 +423,11 @@ def _matching_messages(c: Criteria) -> QuerySet[Message]:
     if c.queue_id:
         hops = hops.filter(queue_id=c.queue_id)
     if c.message_id:
+        # By its first hop (the copies re-queued from it carry the same Message-ID, and
+        # only first hops are indexed by it), unless a queue ID names the hop.
         hops = hops.filter(message_id=c.message_id)
+        if not c.queue_id:
+            hops = hops.filter(origin__isnull=True)
     if c.sender:
         hops = hops.filter(address_filter("sender", c.sender))
     if c.client_ip:

@@ -38,7 +38,7 @@ def plan(queryset) -> str:
     ("fields", "index"),
     [
         ({"queue_id": "4AA091855DA0"}, "message_queue_id_relay_first_seen"),
-        ({"message_id": "ca10035e@cs.nthu.edu.tw"}, "message_message_id"),
+        ({"message_id": "ca10035e@cs.nthu.edu.tw"}, "message_first_hop_message_id"),
         ({"sender": "alice@"}, "event_sender_prefix_time"),
         ({"sender": "alice@cs.nthu.edu.tw"}, "event_sender_prefix_time"),
         ({"recipient": "carol@"}, "event_recipient_prefix"),

@@ -64,6 +64,11 @@ class TestEachField:
         assert summary(find(message_id="ca10035e@cs.nthu.edu.tw")) == [ALICE]
         assert summary(find(message_id="bob-1@ee.nthu.edu.tw")) == [BOB]
 
+    def test_a_message_id_and_the_requeued_queue_id_find_the_message(self, morning):
+        found = find(message_id="ca10035e@cs.nthu.edu.tw", queue_id="776E41855DB2")
+        assert summary(found) == [ALICE]
+        assert find(message_id="ca10035e@cs.nthu.edu.tw", queue_id="9A4843E2D2") == []
+
     def test_a_client_ip_finds_its_messages_and_its_refusals(self, morning):
         # Newest activity first: alice's bounce after midnight, then the refusals.
         results = find(client_ip="140.114.63.228")
