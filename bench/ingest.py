@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,14 +180,13 @@ def prepare_month(out: Path, lines: int) -> Path:
 def ingest_from_scratch(
     database_url: str,
     out: Path,
-    migrate_to: tuple[str, str] | None = None,
+    prepare: Callable[[str], None] | None = None,
     watch: contextlib.AbstractContextManager | None = None,
 ) -> tuple[float, float, float]:
     """A new database, migrated, then `ingest_maillog` over the month: wall s, RSS, PSS.
 
-    migrate_to (app, migration): the schema as of that migration instead of the latest;
-    watch: entered around the ingestion alone (bench/trace.py measures what a
-    migration's indexes cost this way).
+    prepare(database_url): called once migrated, to change the schema; watch: entered
+    around the ingestion alone (bench/trace.py measures what indexes cost this way).
     """
     base, name = database_url.rsplit("/", 1)
     import psycopg
@@ -201,12 +201,8 @@ def ingest_from_scratch(
         "SMTPLOG_VAR_DIR": str(out / "var"),
     }
     subprocess.run([sys.executable, str(REPO / "manage.py"), "migrate", "-v0"], env=env, check=True)
-    if migrate_to is not None:
-        subprocess.run(
-            [sys.executable, str(REPO / "manage.py"), "migrate", *migrate_to, "-v0"],
-            env=env,
-            check=True,
-        )
+    if prepare is not None:
+        prepare(database_url)
     with watch or contextlib.nullcontext():
         return run_measured(
             "ingest_maillog",
