@@ -6,8 +6,12 @@ import datetime as dt
 
 import pytest
 
-from smtplog.models import Event, Message, Status
+from smtplog.ingest.run import ingest
+from smtplog.models import Message, Status
 from tests.conftest import NOW
+from tests.ingest.conftest import write_log
+from tests.ingest.test_real_logs import DISCARDED, FORWARDED
+from tests.ingest.test_real_logs import MTIME as REAL_LOGS_MTIME
 from tracing.search import Chain, Criteria, LoneEvent, chain_of, nearby_refusals, path, search
 
 DAY = Criteria(since=NOW - dt.timedelta(hours=24), until=NOW)
@@ -130,34 +134,34 @@ class TestChains:
         assert [h.id for h in from_first.hops] == [h.id for h in from_requeued.hops]
         assert from_first.hops == [morning["filtered"], morning["requeued"]]
 
-    def test_a_forward_is_followed_both_ways(self, db):
-        # A local alias expanded: `forwarded as NEWID` links NEWID to the original with
-        # Message.origin, as the content filter's hand-off does.
-        t = NOW - dt.timedelta(hours=1)
-        original = Message.objects.create(
-            relay="mx1", queue_id="4PbMVH1gW1z3tBr", first_seen=t, sender="ann@cs.nthu.edu.tw"
-        )
-        forwarded = Message.objects.create(
-            relay="mx1",
-            queue_id="4PbMVH1yTpz3tG3",
-            first_seen=t + dt.timedelta(seconds=1),
-            sender="ann@cs.nthu.edu.tw",
-            origin=original,
-        )
-        Event.objects.create(
-            time=t + dt.timedelta(seconds=2),
-            day=t.date(),
-            sender="ann@cs.nthu.edu.tw",
-            status=Status.SENT,
-            message=forwarded,
-            relay="mx1",
-            queue_id="4PbMVH1yTpz3tG3",
-            recipient="user01.test@example.net",
-        )
+    def test_a_local_forward_is_followed_both_ways(self, db, tmp_path):
+        # Issue 9's lines, ingested: `forwarded as NEWID` links NEWID to the original
+        # (Message.origin), as the content filter's hand-off does.
+        ingest([str(write_log(tmp_path / "mail.log", FORWARDED, REAL_LOGS_MTIME))])
+        original = Message.objects.get(queue_id="4PbMVH1gW1z3tBr")
+        forwarded = Message.objects.get(queue_id="4PbMVH1yTpz3tG3")
         assert chain_of(forwarded).hops == chain_of(original).hops == [original, forwarded]
-        assert summary(find(recipient="user01.test@example.net")) == [
-            ("message", "mx1", ["4PbMVH1gW1z3tBr", "4PbMVH1yTpz3tG3"], "ann@cs.nthu.edu.tw")
+        march = {
+            "since": dt.datetime(2023, 3, 12, tzinfo=dt.UTC),
+            "until": dt.datetime(2023, 3, 14, tzinfo=dt.UTC),
+        }
+        [result] = search(Criteria(**march, recipient="user01.test@example.net"))[0]
+        assert (result.queue_ids, result.sender) == (
+            ["4PbMVH1gW1z3tBr", "4PbMVH1yTpz3tG3"],
+            "user02.test@cs.nthu.edu.tw",
+        )
+        assert [(r.address, r.status) for r in result.recipients()] == [
+            ("user01.test@example.net", "sent")
         ]
+        [by_id] = search(Criteria(**march, message_id="20230313004010.1@cs.nthu.edu.tw"))[0]
+        assert by_id.root == original
+
+    def test_a_content_filter_discard_ends_as_a_bounce_with_the_filters_reply(self, db, tmp_path):
+        ingest([str(write_log(tmp_path / "mail.log", DISCARDED, REAL_LOGS_MTIME))])
+        chain = chain_of(Message.objects.get(queue_id="4Pc3ZX1jFxz3tBr"))
+        [recipient] = chain.recipients()
+        assert (recipient.address, recipient.status) == ("user01.test@example.net", "bounced")
+        assert "Ok, discarded, id=351462-17 - BANNED: .exe" in recipient.last_reply
 
     def test_each_recipient_ends_with_its_final_status(self, morning):
         chain = chain_of(morning["filtered"])
