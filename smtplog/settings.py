@@ -112,14 +112,14 @@ TEMPLATES = [
     },
 ]
 
-# Database: SQLite under var/ unless DATABASE_URL names another (postgres://user@host:5432/name).
+# Database: SQLite under var/ unless DATABASE_URL names another (postgres://user@host:5432/name);
+# an empty DATABASE_URL is the default, as an empty CELERY_BROKER_URL or EMAIL_HOST is.
 # A kept connection (DB_CONN_MAX_AGE) is checked before each request reuses it: one the
 # server dropped (a restart, pg_terminate_backend) is replaced instead of failing.
 try:
     DATABASES = {
-        "default": dj_database_url.config(
-            env="DATABASE_URL",
-            default=f"sqlite:///{VAR_DIR / 'smtplog.sqlite3'}",
+        "default": dj_database_url.parse(
+            env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'smtplog.sqlite3'}",
             conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0),
             conn_health_checks=True,
         )

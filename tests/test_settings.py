@@ -397,6 +397,15 @@ def test_a_bad_value_stops_start_up_with_an_error_naming_the_variable(variables,
     assert "Traceback" not in done.stderr
 
 
+def test_an_empty_database_url_is_the_default_sqlite_database(tmp_path):
+    show = "from django.conf import settings; print(settings.DATABASES['default']['NAME'])"
+    done = manage(
+        "shell", "--no-imports", "-c", show, DATABASE_URL="", SMTPLOG_VAR_DIR=str(tmp_path)
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path / "smtplog.sqlite3")
+
+
 def test_check_deploy_with_production_variables_reports_no_errors():
     done = manage("check", "--deploy", "--fail-level", "ERROR", **PRODUCTION)
     assert done.returncode == 0, done.stderr
