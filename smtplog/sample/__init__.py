@@ -2,9 +2,10 @@
 
 `generate()` simulates the university's outgoing relays (``smtp1``, ``smtp2``, ...) and writes, per
 relay, Debian-style daily rotated syslog files (``mail.log``, ``mail.log.1``, ``mail.log.2.gz`` ...,
-rotated by cron.daily at about 06:25 local time) plus ``expected.json``: what every column of the
-report (docs/counting-rules.md) must show for each sender and local day, and what pflogsumm must
-report per relay and day. Every line follows the grammar of real Postfix, amavis, opendkim, dovecot
+rotated by cron.daily at about 06:25 local time), or one log host's such files for all relays
+(``layout="central"``), plus ``expected.json``: what every column of the report
+(docs/counting-rules.md) must show for each sender and local day, and what pflogsumm must report
+per relay and day. Every line follows the grammar of real Postfix, amavis, opendkim, dovecot
 and postscreen lines (docs/postfix-lines.md), so our parser and pflogsumm both read them.
 
 The simulation: SASL submissions (addresses and bare logins), webmail, campus servers relaying
@@ -42,16 +43,17 @@ module exports.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from smtplog.sample.clock import FORMATS
+from smtplog.sample.clock import FORMATS, LAYOUTS
 from smtplog.sample.cluster import MAX_RELAYS
 from smtplog.sample.expected import COLUMNS, PFLOGSUMM, Expected
 from smtplog.sample.simulation import Simulation
 
-__all__ = ["COLUMNS", "FORMATS", "MAX_RELAYS", "PFLOGSUMM", "Expected", "generate"]
+__all__ = ["COLUMNS", "FORMATS", "LAYOUTS", "MAX_RELAYS", "PFLOGSUMM", "Expected", "generate"]
 
 
 def generate(
@@ -67,17 +69,24 @@ def generate(
     senders: int = 60,
     gzip_rotated: bool = True,
     until: datetime | None = None,
+    layout: str = "per-relay",
+    relay_weights: Sequence[float] | None = None,
 ) -> Expected:
     """Write a sample of `days` local days ending with `end` (default: today) under `out_dir`.
 
     No line is later than `until`; without an `end`, the month ends today, at the present.
 
     Per relay, ``out_dir/<host>/mail.log*`` (older ``mail.log*`` files there are replaced), and
-    ``out_dir/expected.json``. `messages_per_day` is the cluster's mean of submitted messages on a
+    ``out_dir/expected.json``. With ``layout="central"``, one log host's files for all relays
+    instead, ``out_dir/loghost/mail.log*``: the relays' lines interleaved in time order, each with
+    its relay's host field (the same events and counts as per relay, for the same arguments).
+    `relay_weights` (one per relay, e.g. ``(55, 30, 15)``) shares the traffic unevenly; by
+    default evenly. `messages_per_day` is the cluster's mean of submitted messages on a
     day (weekends fewer; bulk mail and the incidents come on top). With two relays or more, the last
     one logs as ``postfix-out`` with long queue IDs. Deterministic for a given seed.
     """
     zone = _check(days, relays, messages_per_day, tz, timestamp_format, senders)
+    _check_cluster(relays, layout, relay_weights)
     if end is None:
         until = until or datetime.now(zone)
         end = until.astimezone(zone).date()
@@ -95,6 +104,8 @@ def generate(
         senders=senders,
         gzip_rotated=gzip_rotated,
         until=until.timestamp() if until else None,
+        layout=layout,
+        relay_weights=relay_weights,
     )
     sim.run()
     expected = sim.expected(tz)
@@ -119,3 +130,10 @@ def _check(days: int, relays: int, per_day: int, tz: str, fmt: str, senders: int
         return ZoneInfo(tz)
     except (ValueError, LookupError) as exc:
         raise ValueError(f"unknown time zone {tz!r}") from exc
+
+
+def _check_cluster(relays: int, layout: str, weights: Sequence[float] | None) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    if weights is not None and (len(weights) != relays or not all(w > 0 for w in weights)):
+        raise ValueError(f"relay weights must be {relays} positive numbers, not {weights!r}")

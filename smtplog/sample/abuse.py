@@ -5,6 +5,7 @@ Simulation).
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from smtplog.sample.campus import ATTACK_NETS, FAKE_ACCOUNTS, GIVEN, SPAM_FROM, TLS_FROM
 from smtplog.sample.clock import Clock
@@ -20,6 +21,7 @@ class _Abuse:
     relays: list[Relay]
     senders: list[Sender]
     per_day: int
+    pick_relay: Callable[[], Relay]
 
     def side_events(self, d: int) -> None:
         """The day's rejects, password guessing and noise (self-contained sessions)."""
@@ -30,11 +32,11 @@ class _Abuse:
             return min(start + rng.uniform(0, 86400), self.cutoff)
 
         for _ in range(rng.randint(2, 4) + round(6 * scale * rng.random())):
-            self.relay_denied(when(), rng.choice(self.relays))
+            self.relay_denied(when(), self.pick_relay())
         for _ in range(round(2 * scale * rng.random() + 0.3)):
-            self.not_logged_in(when(), rng.choice(self.relays))
+            self.not_logged_in(when(), self.pick_relay())
         for _ in range(rng.randint(1, 3)):
-            self.brute_force(when(), rng.choice(self.relays))
+            self.brute_force(when(), self.pick_relay())
         for relay in self.relays:
             self.noise(d, relay, scale)
 
@@ -207,7 +209,7 @@ class _Abuse:
         for _ in range(rng.randint(30, 40)):
             self.session(t, victim, 1, client=peer, hostile=True)
             t += rng.uniform(20, 90)
-        relay = rng.choice(self.relays)
+        relay = self.pick_relay()
         smtpd, client = relay.new_proc("submission/smtpd"), f"{peer[0]}[{peer[1]}]"
         self.emit(t, relay, f"{smtpd}: connect from {client}")
         self.emit(
@@ -239,10 +241,11 @@ class _Abuse:
 
     def noise(self, d: int, relay: Relay, scale: float) -> None:
         start, rng = self.clock.starts[d], self.rng
+        # a relay's share of the traffic (1.0 when even) makes its own noise busier or quieter
         for slot in range(144):  # anvil's statistics every 10 minutes of activity
-            if rng.random() < 0.5:
+            if rng.random() < 0.5 * relay.share:
                 self.anvil(start + slot * 600 + rng.uniform(0, 30), relay)
-        for _ in range(5 + round(10 * scale)):
+        for _ in range(round((5 + round(10 * scale)) * relay.share)):
             self.postscreen(start + rng.uniform(0, 86390), relay)
         for _ in range(rng.randint(3, 10)):
             self.warning(start + rng.uniform(0, 86390), relay)

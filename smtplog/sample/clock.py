@@ -13,6 +13,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 FORMATS = ("classic", "rfc3339")
+LAYOUTS = ("per-relay", "central")  # a directory per relay, or one log host's for all
+LOGHOST = "loghost"  # the central layout's directory
 
 ROTATION = time(6, 25)  # Debian's cron.daily
 
@@ -109,11 +111,14 @@ def _offset(lt: datetime) -> str:
 
 
 class LogFiles:
-    """One relay's rotated files, written oldest first: ``mail.log.N.gz`` ... ``mail.log``."""
+    """One host's rotated files, written oldest first: ``mail.log.N.gz`` ... ``mail.log``.
+
+    A log host's central files have no `host` of their own: each line brings its relay's.
+    """
 
     def __init__(self, directory: Path, host: str, rotations: list[float], gz: bool) -> None:
         self.directory, self.host, self.rotations, self.gz = directory, host, rotations, gz
-        self.prefix = f" {host} "
+        self.prefix = f" {host} " if host else ""
         self.index = 0
         self.next_rotation = rotations[0] if rotations else float("inf")
         self.chunk: list[str] = []  # blocks of lines, without the last newline

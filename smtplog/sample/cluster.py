@@ -33,6 +33,7 @@ class Relay:
     def __init__(self, index: int, long_ids: bool, rng: random.Random) -> None:
         self.index, self.long_ids, self.rng = index, long_ids, rng
         self.host = f"smtp{index + 1}"
+        self.share = 1.0  # of the cluster's traffic, against an even split (relay_weights)
         self.fqdn = f"{self.host}.nthu.edu.tw"
         self.ip = f"140.114.63.{11 + index}"
         self.syslog = s = "postfix-out" if long_ids else "postfix"

@@ -44,7 +44,7 @@ class _Messages:
         """One SMTP session of `sender` submitting `n` messages (-1: one bulk message)."""
         rng = self.rng
         rnd = rng.random
-        relay = rng.choice(self.relays)
+        relay = self.pick_relay()
         add = self.bufs[relay.index].append
         sasl = sender.login is not None
         name, ip = client or (sender.client, sender.ip)

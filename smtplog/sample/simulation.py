@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from smtplog.sample.abuse import _Abuse
 from smtplog.sample.campus import FIXED_SENDERS, HOUR_WEIGHTS, LIFETIME
-from smtplog.sample.clock import Clock, LogFiles
+from smtplog.sample.clock import LOGHOST, Clock, LogFiles
 from smtplog.sample.cluster import Msg, Rcpt, Relay, Sender, _domains, _population, _weights
 from smtplog.sample.expected import COLUMNS, PFLOGSUMM, Expected
 from smtplog.sample.messages import _Messages
@@ -60,11 +60,18 @@ class Simulation(_Messages, _Recipients, _Abuse):
         senders: int,
         gzip_rotated: bool,
         until: float | None = None,
+        layout: str = "per-relay",
+        relay_weights: Sequence[float] | None = None,
     ) -> None:
         self.rng = rng = Rng(seed)
         self.seed, self.fmt, self.days, self.per_day = seed, timestamp_format, days, per_day
         self.clock = Clock(first, days, zone, timestamp_format, until)
         self.relays = [Relay(i, relays > 1 and i == relays - 1, rng) for i in range(relays)]
+        self.relay_cumulative = None
+        if relay_weights is not None:
+            self.relay_cumulative = list(itertools.accumulate(relay_weights))
+            for relay, weight in zip(self.relays, relay_weights, strict=True):
+                relay.share = weight * relays / self.relay_cumulative[-1]
         self.domains, self.domain_weights = _domains()
         self.by_name = {d.name: d for d in self.domains}
         self.senders = _population(senders, rng)
@@ -83,15 +90,27 @@ class Simulation(_Messages, _Recipients, _Abuse):
         self._today, self._day_from, self._day_to = 0, self.clock.starts[0], self.clock.starts[1]
         out_dir.mkdir(parents=True, exist_ok=True)
         rotations = self.clock.rotations(rng)
-        self.files = []
-        for relay in self.relays:
-            directory = out_dir / relay.host
-            _clear(directory)
-            self.files.append(
-                LogFiles(
-                    directory, relay.host, [r + rng.uniform(0, 3) for r in rotations], gzip_rotated
-                )
-            )
+        # each relay's logrotate runs seconds apart; drawn in either layout, so that both
+        # give the same events
+        own = [[r + rng.uniform(0, 3) for r in rotations] for _ in self.relays]
+        self.central = layout == "central"
+        if self.central:
+            for relay in self.relays:
+                _clear(out_dir / relay.host, keep_directory=False)
+            _clear(out_dir / LOGHOST)
+            self.files = [LogFiles(out_dir / LOGHOST, "", rotations, gzip_rotated)]
+        else:
+            _clear(out_dir / LOGHOST, keep_directory=False)
+            self.files = []
+            for relay, times in zip(self.relays, own, strict=True):
+                _clear(out_dir / relay.host)
+                self.files.append(LogFiles(out_dir / relay.host, relay.host, times, gzip_rotated))
+
+    def pick_relay(self) -> Relay:
+        """The relay a session reaches: evenly, or by `relay_weights`."""
+        if self.relay_cumulative is None:
+            return self.rng.choice(self.relays)
+        return self.rng.pick(self.relays, self.relay_cumulative)
 
     # -- output --------------------------------------------------------------------------
 
@@ -119,31 +138,40 @@ class Simulation(_Messages, _Recipients, _Abuse):
     def flush(self, until: float) -> None:
         """Write every queued line earlier than `until` (and than the end), in time order."""
         until = min(until, self.clock.end)
+        if self.central:
+            # as the log host receives them: the relays' lines merged in time order (at the
+            # same instant, the first relay's first), each with its relay's host field
+            parts = []
+            for relay, buf in zip(self.relays, self.bufs, strict=True):
+                host = f" {relay.host} "
+                parts.append([(t, host + body) for t, body in _take(buf, until)])
+            self._write(self.files[0], list(heapq.merge(*parts, key=_first)))
+        else:
+            for f, buf in zip(self.files, self.bufs, strict=True):
+                self._write(f, _take(buf, until))
+
+    def _write(self, f: LogFiles, ready: list[tuple[float, str]]) -> None:
+        """Append lines in time order to `f`, rotating it where logrotate ran."""
         stamp, rfc = self.clock.stamp, self.clock.rfc
         known = self.clock.cached().get  # the cache is cleared in place, never replaced
-        for f, buf in zip(self.files, self.bufs, strict=True):
-            buf.sort(key=_first)  # stable: lines of the same instant keep their order
-            cut = bisect.bisect_left(buf, until, key=_first)
-            ready = buf[:cut]
-            del buf[:cut]
-            i = 0
-            while i < len(ready):
-                j = bisect.bisect_left(ready, f.next_rotation, lo=i, key=_first)
-                if j > i:
-                    prefix, part = f.prefix, ready[i:j]
-                    f.chunk.append(
-                        "\n".join(
-                            [stamp(t) + prefix + body for t, body in part]
-                            if rfc
-                            else [(known(int(t)) or stamp(t)) + prefix + body for t, body in part]
-                        )
+        i = 0
+        while i < len(ready):
+            j = bisect.bisect_left(ready, f.next_rotation, lo=i, key=_first)
+            if j > i:
+                prefix, part = f.prefix, ready[i:j]
+                f.chunk.append(
+                    "\n".join(
+                        [stamp(t) + prefix + body for t, body in part]
+                        if rfc
+                        else [(known(int(t)) or stamp(t)) + prefix + body for t, body in part]
                     )
-                    f.lines += j - i
-                    f.last = ready[j - 1][0]
-                if j < len(ready):
-                    f.rotate()
-                i = j
-            f.flush()
+                )
+                f.lines += j - i
+                f.last = ready[j - 1][0]
+            if j < len(ready):
+                f.rotate()
+            i = j
+        f.flush()
 
     # -- the month ------------------------------------------------------------------------
 
@@ -291,7 +319,7 @@ class Simulation(_Messages, _Recipients, _Abuse):
                 {
                     "host": r.host,
                     "syslog_name": r.syslog,
-                    "directory": r.host,
+                    "directory": LOGHOST if self.central else r.host,
                     "queue_ids": "long" if r.long_ids else "short",
                 }
                 for r in self.relays
@@ -303,11 +331,29 @@ class Simulation(_Messages, _Recipients, _Abuse):
         )
 
 
-def _clear(directory: Path) -> None:
-    """Remove the ``mail.log*`` files an earlier run left in a relay's directory."""
-    directory.mkdir(parents=True, exist_ok=True)
+def _take(buf: list[tuple[float, str]], until: float) -> list[tuple[float, str]]:
+    """Remove and return, in time order, a relay's queued lines earlier than `until`."""
+    buf.sort(key=_first)  # stable: lines of the same instant keep their order
+    cut = bisect.bisect_left(buf, until, key=_first)
+    ready = buf[:cut]
+    del buf[:cut]
+    return ready
+
+
+def _clear(directory: Path, keep_directory: bool = True) -> None:
+    """Remove the ``mail.log*`` files an earlier run left in a relay's directory.
+
+    Without `keep_directory`, a directory of the other layout: removed if nothing else is left
+    in it, so that ``<out>/*/mail.log*`` finds only this run's files.
+    """
+    if keep_directory:
+        directory.mkdir(parents=True, exist_ok=True)
+    elif not directory.is_dir():
+        return
     for path in directory.glob("mail.log*"):
         if path.is_dir():
             shutil.rmtree(path)
         else:
             path.unlink()
+    if not keep_directory and not any(directory.iterdir()):
+        directory.rmdir()

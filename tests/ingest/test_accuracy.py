@@ -71,3 +71,33 @@ def test_ingesting_in_small_batches_gives_the_same_counts(db, tmp_path, settings
         tmp_path, days=5, end=dt.date(2026, 11, 27), relays=3, messages_per_day=80, seed=14
     )
     assert counts() == expected_counts(out)
+
+
+def test_a_central_log_of_three_relays_is_counted_exactly(transactional_db, tmp_path):
+    # one log host's file for all relays, lines interleaved as it receives them (issue 10)
+    out, summary = ingest_generated(
+        tmp_path,
+        days=8,
+        end=dt.date(2026, 11, 27),
+        relays=3,
+        messages_per_day=120,
+        seed=15,
+        layout="central",
+    )
+    assert counts() == expected_counts(out)
+    assert summary.lines == json.loads((out / "expected.json").read_text())["lines"]
+
+
+@pytest.mark.parametrize("layout", ["per-relay", "central"])
+def test_relays_of_uneven_traffic_are_counted_exactly(transactional_db, tmp_path, layout):
+    out, _ = ingest_generated(
+        tmp_path,
+        days=6,
+        end=dt.date(2026, 11, 27),
+        relays=3,
+        messages_per_day=120,
+        seed=16,
+        layout=layout,
+        relay_weights=(55, 30, 15),
+    )
+    assert counts() == expected_counts(out)
