@@ -87,7 +87,9 @@ class Simulation(_Messages, _Recipients, _Abuse):
         self.counts: dict[str, dict[int, list[int]]] = {}
         self.pf = [[[0] * len(PFLOGSUMM) for _ in range(days)] for _ in self.relays]
         self.cutoff = self.clock.end - 300  # no new sessions in the last minutes
-        self._today, self._day_from, self._day_to = 0, self.clock.starts[0], self.clock.starts[1]
+        # the local day being counted, as [from, to): `to` never past the end (`until`)
+        self._today, self._day_from = 0, self.clock.starts[0]
+        self._day_to = min(self.clock.starts[1], self.clock.end)
         out_dir.mkdir(parents=True, exist_ok=True)
         rotations = self.clock.rotations(rng)
         # each relay's logrotate runs seconds apart; drawn in either layout, so that both
@@ -124,7 +126,8 @@ class Simulation(_Messages, _Recipients, _Abuse):
                 if t >= self.clock.end:
                     return
                 self._today = self.clock.day_of(t)
-                self._day_from, self._day_to = self.clock.starts[self._today : self._today + 2]
+                self._day_from, day_to = self.clock.starts[self._today : self._today + 2]
+                self._day_to = min(day_to, self.clock.end)
             d = self._today
             if col >= 0 and who:
                 days = self.counts.setdefault(who, {})

@@ -496,6 +496,15 @@ def test_the_sample_month_ends_at_the_present(tmp_path):
     assert max(times) > now - timedelta(hours=3)  # the day is there up to now
 
 
+def test_a_month_ending_at_the_present_counts_only_the_lines_written_so_far(tmp_path):
+    # the last day's events after the present were counted once, though never written
+    with time_machine.travel(datetime(2026, 11, 20, 14, 48, 30, tzinfo=TAIPEI), tick=False):
+        expected = generate(tmp_path, days=2, messages_per_day=300, seed=3)
+    got, _ = recount(tmp_path)
+    assert got == expected.counts
+    assert expected.counts
+
+
 def test_a_new_sample_directory_appears_whole_and_the_output_names_it(tmp_path):
     target = tmp_path / "maillog"
     out = StringIO()
