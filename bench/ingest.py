@@ -1,15 +1,25 @@
-"""Ingestion speed and memory, side by side with pflogsumm on the same files.
+"""Ingestion speed and memory, side by side with pflogsumm on the same lines, in both layouts.
 
-    python bench/ingest.py [--lines 1400000] [--repeat 3]
+    python bench/ingest.py [--layout per-relay|central|both] [--lines 1400000] [--repeat 3]
+                           [--weights 55,30,15]
 
-Generates a month of at least --lines lines (smtplog.sample), ingests it from scratch
-into a fresh PostgreSQL database (DATABASE_URL's server, database smtplog_bench) with
-`manage.py ingest_maillog`, runs pflogsumm over the same files, and prints lines/s,
-the peak memory of the ingester (all its processes) and the ratio of our wall time to
-pflogsumm's; --repeat times over (a shared 2-core machine varies from run to run), then
-every ratio and their median. Each run also prints its own CPU time and the rest of the
-machine's, so that a run disturbed by other work shows.
-Targets (issue 3): ratio <= 1.0, peak RSS <= 250 MB.
+The month issue 10 describes, as campus clusters log it: 31 days of at least --lines lines
+(smtplog.sample; 1.4-1.5M), 3 relays sharing the traffic unevenly (--weights), about 8 % of
+the lines from other daemons and a third of Postfix's connection, TLS, anvil and postscreen
+noise, an amavis hop, classic timestamps; written once per layout into bench/out/ and reused:
+a directory per relay (``<host>/mail.log*``) or one log host's central file of all relays
+(``loghost/mail.log*``, the relays' lines interleaved), the same events in both.
+
+Each run ingests the month from scratch into a fresh PostgreSQL database (DATABASE_URL's
+server, database smtplog_bench) with `manage.py ingest_maillog`, then runs pflogsumm over the
+same lines right after (decompressed beforehand, untimed; for the central file one pflogsumm
+reads every relay: it always reads the ``postfix`` syslog name besides --syslog-name's
+``postfix-out``), and checks pflogsumm's grand totals against expected.json. Per run: wall
+times, lines/s, the peak memory of all the ingester's processes (PSS and summed RSS), the
+ratio of our wall time to pflogsumm's and how busy the machine was (its CPU time that was not
+this run's: a run disturbed by other work shows). --repeat runs per layout (a shared 2-core
+machine varies from run to run); then per layout every ratio, their median and the largest
+PSS. Targets (issues 3 and 10): ratio <= 1.0 on both layouts, PSS <= 250 MB.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import contextlib
 import gzip
 import json
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -26,15 +37,27 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+LAYOUTS = ("per-relay", "central")
+SEED = 5
+TARGET_RATIO, TARGET_PSS = 1.0, 250
+# pflogsumm's Grand Totals lines, and the expected.json figure each must equal
+GRAND_TOTALS = {
+    "received": re.compile(r"^\s*(\d+)\s+received$", re.M),
+    "delivered": re.compile(r"^\s*(\d+)\s+delivered$", re.M),
+    "deferrals": re.compile(r"^\s*\d+\s+deferred\s+\((\d+)\s+deferrals\)$", re.M),
+    "bounced": re.compile(r"^\s*(\d+)\s+bounced$", re.M),
+    "rejected": re.compile(r"^\s*(\d+)\s+rejected \(", re.M),
+}
 
 
 def run_measured(
-    label: str, cmd: list[str], env: dict | None = None, stdin=None
+    label: str, cmd: list[str], env: dict | None = None, stdin=None, stdout=subprocess.DEVNULL
 ) -> tuple[float, float, float]:
     """Wall seconds, and the peaks of the memory of the process and its children (MB).
 
@@ -48,7 +71,7 @@ def run_measured(
     busy = machine_busy_seconds()
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=stdout)
     rss = pss = 0
     while proc.poll() is None:
         tree_rss, tree_pss = tree_memory(proc.pid)
@@ -89,39 +112,75 @@ def tree_memory(pid: int) -> tuple[int, int]:
 
 
 def pflogsumm_seconds(out: Path) -> float:
+    """pflogsumm over each directory's files (one per relay, or the log host's): wall seconds.
+
+    Its grand totals must equal what expected.json says the directory's relays log.
+    """
     from smtplog.ingest.files import expand
 
+    expected = json.loads((out / "expected.json").read_text())
+    relays: dict[str, list[dict]] = {}
+    for relay in expected["relays"]:
+        relays.setdefault(relay["directory"], []).append(relay)
     total = 0.0
-    for relay in sorted(p for p in out.iterdir() if p.is_dir()):
-        paths = expand([str(relay / "mail.log*")])
-        name = (
-            "postfix-out"
-            if "postfix-out/" in (relay / "mail.log").read_text()[:20000]
-            else "postfix"
-        )
-        with tempfile.TemporaryFile() as joined:
+    for directory, members in sorted(relays.items()):
+        # pflogsumm reads "postfix" always, and one other syslog name if asked
+        others = {r["syslog_name"] for r in members} - {"postfix"}
+        if len(others) > 1:
+            raise SystemExit(f"pflogsumm cannot read {sorted(others)} in one run")
+        paths = expand([str(out / directory / "mail.log*")])
+        with tempfile.TemporaryFile() as joined, tempfile.TemporaryFile() as report:
             for path in paths:  # pflogsumm reads plain text: decompress beforehand, untimed
                 opener = gzip.open if path.endswith(".gz") else open
                 with opener(path, "rb") as f:
                     shutil.copyfileobj(f, joined)
             joined.seek(0)
             seconds, *_ = run_measured(
-                f"pflogsumm {relay.name}", ["pflogsumm", f"--syslog-name={name}"], stdin=joined
+                f"pflogsumm {directory}",
+                ["pflogsumm", f"--syslog-name={others.pop() if others else 'postfix'}"],
+                stdin=joined,
+                stdout=report,
             )
-            total += seconds
+            report.seek(0)
+            check_totals(report.read().decode(), members, expected["pflogsumm"])
+        total += seconds
     return total
+
+
+def check_totals(report: str, relays: list[dict], expected: dict) -> None:
+    """pflogsumm's grand totals against the sum of expected.json's days of these relays."""
+    want: Counter[str] = Counter()
+    for relay in relays:
+        for row in expected[relay["host"]].values():
+            want.update(row)
+    got = {}
+    for name, pattern in GRAND_TOTALS.items():
+        m = pattern.search(report)
+        got[name] = int(m[1]) if m else None
+    wrong = {k: (got[k], want[k]) for k in GRAND_TOTALS if got[k] != want[k]}
+    hosts = ", ".join(r["host"] for r in relays)
+    if wrong:
+        print(f"  pflogsumm totals DIFFER from expected.json ({hosts}), (got, want): {wrong}")
+    else:
+        print(f"  pflogsumm totals = expected.json ({hosts}): {got}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layout", choices=(*LAYOUTS, "both"), default="both")
     parser.add_argument("--lines", type=int, default=1_400_000)
     parser.add_argument(
         "--repeat",
         type=int,
         default=3,
-        help="runs of both, side by side (each ratio and their median)",
+        help="runs per layout, each ingestion then pflogsumm (each ratio and their median)",
     )
-    parser.add_argument("--dir", default=str(REPO / "bench" / "out" / "ingest"))
+    parser.add_argument(
+        "--weights",
+        default="55,30,15",
+        help="the relays' shares of the traffic (default 55,30,15; 1,1,1 for even relays)",
+    )
+    parser.add_argument("--dir", default=str(REPO / "bench" / "out" / "ingest-months"))
     parser.add_argument(
         "--database-url",
         default=os.environ.get(
@@ -129,52 +188,123 @@ def main() -> None:
         ),
     )
     args = parser.parse_args()
+    weights = tuple(float(w) for w in args.weights.split(","))
+    layouts = LAYOUTS if args.layout == "both" else (args.layout,)
 
-    out = prepare_month(Path(args.dir), args.lines)
-    lines = json.loads((out / "expected.json").read_text())["lines"]
-
-    ratios = []
-    for run in range(1, args.repeat + 1):
-        if args.repeat > 1:
-            print(f"run {run} of {args.repeat}")
-        ours, rss, pss = ingest_from_scratch(args.database_url, out)
-        theirs = pflogsumm_seconds(out)
-        ratios.append(ours / theirs)
-        print(f"lines                 {lines:,}")
-        print(f"ingest wall           {ours:.1f} s  ({lines / ours:,.0f} lines/s)")
-        print(
-            f"ingest peak memory    PSS {pss:.0f} MB, RSS {rss:.0f} MB: all its "
-            "processes summed  (target <= 250)"
+    months = {
+        layout: prepare_month(
+            Path(args.dir) / f"{layout}-{args.weights.replace(',', '-')}",
+            args.lines,
+            layout=layout,
+            weights=weights,
         )
-        print(f"pflogsumm wall        {theirs:.1f} s  ({lines / theirs:,.0f} lines/s)")
-        print(f"ratio ours/pflogsumm  {ours / theirs:.2f}  (target <= 1.0)")
-    if len(ratios) > 1:
+        for layout in layouts
+    }
+    summary = {}
+    for layout, out in months.items():
+        lines = json.loads((out / "expected.json").read_text())["lines"]
+        files = len(json.loads((out / "expected.json").read_text())["files"])
+        print(f"== {layout}: {lines:,} lines in {files} files ({out})")
+        ratios, peaks = [], []
+        for run in range(1, args.repeat + 1):
+            print(f"{layout} run {run} of {args.repeat}; {load_average()}")
+            busy, started = machine_busy(), time.perf_counter()
+            ours, rss, pss = ingest_from_scratch(args.database_url, out)
+            theirs = pflogsumm_seconds(out)
+            cores = (machine_busy() - busy) / (time.perf_counter() - started)
+            ratios.append(ours / theirs)
+            peaks.append(pss)
+            print(f"  ingest wall           {ours:.1f} s  ({lines / ours:,.0f} lines/s)")
+            print(
+                f"  ingest peak memory    PSS {pss:.0f} MB, RSS {rss:.0f} MB: all its "
+                f"processes summed  (target PSS <= {TARGET_PSS})"
+            )
+            print(f"  pflogsumm wall        {theirs:.1f} s  ({lines / theirs:,.0f} lines/s)")
+            print(f"  ratio ours/pflogsumm  {ours / theirs:.2f}  (target <= {TARGET_RATIO})")
+            print(
+                f"  machine               {cores:.2f} of {os.cpu_count()} cores busy on "
+                f"average over the run (ours included); {load_average()}"
+            )
+        summary[layout] = ratios, peaks
+    print(f"== summary ({args.repeat} runs per layout, weights {args.weights}; {load_average()})")
+    for layout, (ratios, peaks) in summary.items():
+        median = statistics.median(ratios)
         print(
-            f"ratios {' '.join(f'{r:.2f}' for r in ratios)}; median "
-            f"{statistics.median(ratios):.2f}; at most 1.0 in "
-            f"{sum(r <= 1.0 for r in ratios)} of {len(ratios)}"
+            f"{layout:<10} ratios {' '.join(f'{r:.2f}' for r in ratios)}; median {median:.2f} "
+            f"({'met' if median <= TARGET_RATIO else 'MISSED'}: <= {TARGET_RATIO}); "
+            f"peak PSS {max(peaks):.0f} MB "
+            f"({'met' if max(peaks) <= TARGET_PSS else 'MISSED'}: <= {TARGET_PSS})"
         )
 
 
-def prepare_month(out: Path, lines: int) -> Path:
-    """The sample month of at least `lines` lines in `out` (generated once, then reused)."""
+def load_average() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def machine_busy() -> float:
+    from bench.report import machine_busy_seconds
+
+    return machine_busy_seconds()
+
+
+def prepare_month(
+    out: Path, lines: int, layout: str = "per-relay", weights: tuple[float, ...] | None = None
+) -> Path:
+    """The sample month of at least `lines` lines in `out` (generated once, then reused).
+
+    Sized once per weights: another layout's month of the same weights beside `out` gives
+    its messages per day, so both layouts hold the same events.
+    """
     from smtplog.sample import generate
 
     expected = out / "expected.json"
-    if not expected.exists() or json.loads(expected.read_text())["lines"] < lines:
-        shutil.rmtree(out, ignore_errors=True)
-        per_day = 300
-        while True:  # size the month to the line target
-            started = time.perf_counter()
-            data = generate(out, days=31, relays=3, messages_per_day=per_day, seed=5)
-            written = json.loads(expected.read_text())["lines"]
-            print(f"generated {written:,} lines in {time.perf_counter() - started:.1f} s")
-            if written >= lines:
-                break
-            per_day = int(per_day * lines / written * 1.05) + 1
-            shutil.rmtree(out)
-        del data
+    wanted = {"layout": layout, "weights": list(weights) if weights else None, "seed": SEED}
+    if reusable(out, wanted, lines):
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    per_day = sized_elsewhere(out.parent, wanted, lines) or 300
+    while True:  # size the month to the line target
+        started = time.perf_counter()
+        generate(
+            out,
+            days=31,
+            relays=3,
+            messages_per_day=per_day,
+            seed=SEED,
+            layout=layout,
+            relay_weights=weights,
+        )
+        written = json.loads(expected.read_text())["lines"]
+        print(f"generated {written:,} lines ({layout}) in {time.perf_counter() - started:.1f} s")
+        if written >= lines:
+            break
+        per_day = int(per_day * lines / written * 1.05) + 1
+        shutil.rmtree(out)
+    shape = {**wanted, "messages_per_day": per_day, "lines": written}
+    (out / "bench.json").write_text(json.dumps(shape))
     return out
+
+
+def reusable(out: Path, wanted: dict, lines: int) -> bool:
+    """Whether `out` holds a month of this shape (one written before bench.json: per relay)."""
+    expected, shape = out / "expected.json", out / "bench.json"
+    if not expected.exists() or json.loads(expected.read_text())["lines"] < lines:
+        return False
+    made = json.loads(shape.read_text()) if shape.exists() else {}
+    return not made or all(made.get(k) == v for k, v in wanted.items())
+
+
+def sized_elsewhere(parent: Path, wanted: dict, lines: int) -> int | None:
+    """Messages per day of a month of the same weights and seed in another layout."""
+    for shape in parent.glob("*/bench.json") if parent.is_dir() else ():
+        other = json.loads(shape.read_text())
+        if (
+            other["weights"] == wanted["weights"]
+            and other["seed"] == wanted["seed"]
+            and other["lines"] >= lines
+        ):
+            return other["messages_per_day"]
+    return None
 
 
 def ingest_from_scratch(
