@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import gzip
 import json
 import os
@@ -40,6 +41,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -252,8 +254,10 @@ def prepare_month(
 ) -> Path:
     """The sample month of at least `lines` lines in `out` (generated once, then reused).
 
-    Sized once per weights: another layout's month of the same weights beside `out` gives
-    its messages per day, so both layouts hold the same events.
+    It ends yesterday (whole days: a month ending at the present would differ from one
+    layout to the other by the minutes between them). Sized once per weights: another
+    layout's month of the same weights beside `out` gives its messages per day and last
+    day, so both layouts hold the same events.
     """
     from smtplog.sample import generate
 
@@ -262,12 +266,16 @@ def prepare_month(
     if reusable(out, wanted, lines):
         return out
     shutil.rmtree(out, ignore_errors=True)
-    per_day = sized_elsewhere(out.parent, wanted, lines) or 300
+    twin = sized_elsewhere(out.parent, wanted, lines)
+    per_day = twin["messages_per_day"] if twin else 300
+    yesterday = dt.datetime.now(ZoneInfo("Asia/Taipei")).date() - dt.timedelta(days=1)
+    end = dt.date.fromisoformat(twin["end"]) if twin else yesterday
     while True:  # size the month to the line target
         started = time.perf_counter()
         generate(
             out,
             days=31,
+            end=end,
             relays=3,
             messages_per_day=per_day,
             seed=SEED,
@@ -280,7 +288,7 @@ def prepare_month(
             break
         per_day = int(per_day * lines / written * 1.05) + 1
         shutil.rmtree(out)
-    shape = {**wanted, "messages_per_day": per_day, "lines": written}
+    shape = {**wanted, "messages_per_day": per_day, "end": end.isoformat(), "lines": written}
     (out / "bench.json").write_text(json.dumps(shape))
     return out
 
@@ -291,19 +299,20 @@ def reusable(out: Path, wanted: dict, lines: int) -> bool:
     if not expected.exists() or json.loads(expected.read_text())["lines"] < lines:
         return False
     made = json.loads(shape.read_text()) if shape.exists() else {}
-    return not made or all(made.get(k) == v for k, v in wanted.items())
+    return not made or ("end" in made and all(made.get(k) == v for k, v in wanted.items()))
 
 
-def sized_elsewhere(parent: Path, wanted: dict, lines: int) -> int | None:
-    """Messages per day of a month of the same weights and seed in another layout."""
+def sized_elsewhere(parent: Path, wanted: dict, lines: int) -> dict | None:
+    """The shape of a month of the same weights and seed in another layout."""
     for shape in parent.glob("*/bench.json") if parent.is_dir() else ():
         other = json.loads(shape.read_text())
         if (
-            other["weights"] == wanted["weights"]
+            other.get("end")
+            and other["weights"] == wanted["weights"]
             and other["seed"] == wanted["seed"]
             and other["lines"] >= lines
         ):
-            return other["messages_per_day"]
+            return other
     return None
 
 
