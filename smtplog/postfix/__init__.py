@@ -6,7 +6,7 @@ of ingestion and is usable from any script. docs/postfix-lines.md lists the line
 
 from __future__ import annotations
 
-from smtplog.postfix.parser import SKIP_REASONS, LineParser
+from smtplog.postfix.parser import SKIP_REASONS, LineParser, line_host
 from smtplog.postfix.records import (
     BounceNotice,
     ClientLine,
@@ -35,4 +35,5 @@ __all__ = [
     "Record",
     "Reject",
     "SaslFailure",
+    "line_host",
 ]

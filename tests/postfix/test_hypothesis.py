@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smtplog.postfix import SKIP_REASONS, LineParser, Record
+from smtplog.postfix.parser import line_host
 
 TZ = zoneinfo.ZoneInfo("Asia/Taipei")
 REFERENCE = datetime(2026, 11, 20, tzinfo=TZ)
@@ -262,3 +263,104 @@ def test_rfc3339_timestamps_read_back_as_the_same_instant(
     assert rec is not None
     assert rec.time == moment
     assert rec.time.utcoffset() == timedelta(minutes=minutes)
+
+
+# -- the raw-bytes skip (parse decides some lines before decoding them) -----------------
+HEADS = [
+    "Jun  3 10:40:57 mail postfix/submission/smtpd[9708]",
+    "Jun  3 10:40:57 mail postfix/smtp[9890]",
+    "Jun  3 10:40:57 mail postfix/qmgr[1005]",
+    "Jun  3 10:40:57 mail postfix/anvil[18492]",
+    "Jun  3 10:40:57 mail amavis[2279]",
+    "Jun  3 10:40:57 mail dovecot",
+    "2023-03-14T00:00:31.185246+01:00 helga postfix/postscreen[3163107]",
+    "2023-03-14T00:00:31.185246+01:00 helga postfix/pickup[1]",
+    "2013 Jun 10 09:38:17.123 gds39d postfix/bounce[31488]",
+    "Jun 3 10:40:57 mail postfix/cleanup[9709]",
+    "Jun  3 10:40:57 mail postfix/postsuper[7]",
+    "Jun  3 10:40:57 mail postfix/local[16460]",
+]
+
+
+def _outcome(parser: LineParser, line: str | bytes) -> tuple:
+    before = parser.stats
+    rec = parser.parse(line)
+    return rec, parser.stats - before
+
+
+@SETTINGS
+@given(st.data())
+def test_bytes_and_text_give_the_same_records_and_skip_reasons(data: st.DataObject) -> None:
+    # parse() skips some lines from their raw bytes when their `host program[pid]` was
+    # seen before; text input never takes that path. Fed the same lines, both must agree.
+    as_bytes = LineParser(TZ, reference=REFERENCE)
+    as_text = LineParser(TZ, reference=REFERENCE)
+    messages = [line.partition("]: ")[2] or line for line in LINES]
+    for _ in range(data.draw(st.integers(1, 12))):
+        head = data.draw(st.sampled_from(HEADS))
+        message = data.draw(
+            st.one_of(
+                st.sampled_from(messages),
+                st.lists(st.one_of(st.sampled_from(WORDS), st.text(max_size=6)), max_size=12).map(
+                    "".join
+                ),
+            )
+        )
+        end = data.draw(st.sampled_from(["", "\n", "\r\n", "\r"]))
+        line = f"{head}: {message}{end}"
+        if data.draw(st.booleans()):
+            line = line[: data.draw(st.integers(0, len(line)))]
+        raw = line.encode("utf-8", "replace")
+        text = raw.decode()
+        assert _outcome(as_bytes, raw) == _outcome(as_text, text), raw
+    assert as_bytes.stats == as_text.stats
+    assert as_bytes.stats["parser_error"] == 0
+
+
+# -- line_host -----------------------------------------------------------------------------
+def _agrees(line: bytes) -> None:
+    host = line_host(line)
+    rec = LineParser(TZ, reference=REFERENCE).parse(line)
+    if rec is not None:
+        assert host is not None, line
+        assert host.decode("utf-8", "replace") == rec.host, line
+
+
+def test_line_host_agrees_with_parse_on_every_real_line() -> None:
+    for line in LINES:
+        _agrees(line.encode())
+        _agrees(b"\x00\x00" + line.encode() + b"\r\n")
+
+
+@SETTINGS
+@given(
+    stamp=st.sampled_from(
+        [
+            "Jun  3 10:40:59",
+            "Jan 1 00:00:00",
+            "Dec 27 07:05:42",
+            "2023-03-14T00:08:35+01:00",
+            "2026-01-27T07:00:04.123456+08:00",
+            "2013 Jun 10 09:38:17.123",
+            "2026 Jan 27 07:00:04",
+        ]
+    ),
+    host=st.text(min_size=0, max_size=12),
+    daemon=st.sampled_from(DAEMONS),
+    message=st.sampled_from([line.partition("]: ")[2] for line in LINES[:40]]),
+    before=st.sampled_from(["", "\x00", " ", "é"]),
+)
+def test_line_host_agrees_with_parse_on_generated_lines(
+    stamp: str, host: str, daemon: str, message: str, before: str
+) -> None:
+    line = f"{before}{stamp} {host} postfix/{daemon}[12]: {message}"
+    _agrees(line.encode("utf-8", "surrogatepass"))
+    _agrees(line.encode("utf-8", "surrogatepass")[: len(line) // 2])
+
+
+@SETTINGS
+@given(st.binary(max_size=120))
+def test_line_host_never_raises(data: bytes) -> None:
+    _agrees(data)
+    _agrees(b"Jun  3 10:40:59 " + data)
+    _agrees(b"2023-03-14T00:08:35+01:00 " + data)
