@@ -204,13 +204,6 @@ class LineParser:
         self._skips = dict.fromkeys(SKIP_REASONS, 0)  # behind stats: a dict counts faster
         self.replaced_utf8 = 0
         self._heads: dict[str, tuple[str, str, int | None, Handler] | str] = {}
-        # The same keys (only ASCII ones) as bytes, for deciding from the raw line: the
-        # reason to skip, or the substring without which the daemon's handler skips the
-        # message as uninteresting (_NEEDLES).
-        self._quick: dict[bytes, str | bytes] = {}
-        # `host syslog_name/.../daemon` (the key without its [pid]) -> its split: a new
-        # process of a known program (each smtpd session may have its own) costs little.
-        self._bases: dict[str, tuple[str, str, Handler] | str] = {}
 
     @property
     def stats(self) -> Counter[str]:
@@ -243,26 +236,6 @@ class LineParser:
                 if len(line) > MAX_LINE:
                     skips[TOO_LONG] += 1
                     return None
-                # Most lines give nothing: decide those from the raw bytes when the head
-                # was seen before. With an ASCII prefix of 22 bytes or more, byte and
-                # character positions agree, the line is long enough not to be odd, and
-                # the checks below are the ones made on the decoded text further down.
-                prefix, _, rest = line.partition(b": ")
-                if len(prefix) > 21 and prefix.isascii():
-                    first = line[0]
-                    if line[15] == 32 and 65 <= first <= 90:  # classic
-                        quick = self._quick.get(prefix[16:])
-                    elif line[10] == 84 and line[4] == 45 and 48 <= first <= 57:  # RFC 3339
-                        quick = self._quick.get(prefix.partition(b" ")[2])
-                    else:
-                        quick = None
-                    if quick is not None:
-                        if quick.__class__ is str:
-                            skips[quick] += 1
-                            return None
-                        if quick not in rest:  # (an ASCII needle: found in bytes iff in text)
-                            skips[UNINTERESTING] += 1
-                            return None
                 try:
                     text = line.decode()
                 except UnicodeDecodeError:
@@ -366,34 +339,6 @@ class LineParser:
         heads = self._heads
         if len(heads) >= _HEADS_KEPT:
             heads.clear()
-            self._quick.clear()  # only keys that are in _heads
-            self._bases.clear()
-        split: tuple[str, str, int | None, Handler] | str
-        bracket = key.rfind("[")
-        pid = key[bracket + 1 : -1]
-        decimal = bracket >= 0 and pid.isdecimal() and key.endswith("]")
-        base = self._bases.get(key[:bracket]) if decimal else None
-        if base is not None:  # a decimal pid changes nothing but the pid (see below)
-            split = base if base.__class__ is str else (*base[:2], _pid(pid), base[2])
-        else:
-            split = self._split_new_head(key)
-            if decimal:
-                self._bases[key[:bracket]] = (
-                    split if split.__class__ is str else (split[0], split[1], split[3])
-                )
-        heads[key] = split
-        if key.isascii():
-            if split.__class__ is str:
-                self._quick[key.encode()] = split
-            elif split[1] in _NEEDLES:
-                self._quick[key.encode()] = _NEEDLES[split[1]]
-        return split
-
-    @staticmethod
-    def _split_new_head(key: str) -> tuple[str, str, int | None, Handler] | str:
-        """_split_head without the caches. With a decimal pid (no space, no bracket in
-        it), the answer depends on the key without its `[pid]` alone, but for the pid:
-        that is why _split_head can remember it in _bases."""
         split: tuple[str, str, int | None, Handler] | str
         space = key.find(" ")
         bracket = key.rfind("[")
@@ -409,7 +354,13 @@ class LineParser:
                 split = UNINTERESTING  # anvil, dnsblog, tlsproxy, master, scache...
             else:
                 pid = key[bracket + 1 : -1]
-                split = (key[:space], daemon, _pid(pid), handler)
+                split = (
+                    key[:space],
+                    daemon,
+                    int(pid) if pid.isdecimal() and len(pid) < 16 else None,
+                    handler,
+                )
+        heads[key] = split
         return split
 
     def parse_message(
@@ -512,10 +463,6 @@ def _line_host_text(line: bytes) -> bytes | None:
     return key[:space].encode()
 
 
-def _pid(text: str) -> int | None:
-    return int(text) if text.isdecimal() and len(text) < 16 else None
-
-
 def _refuse(text: str) -> str:
     if len(text) > MAX_LINE:
         return TOO_LONG
@@ -528,12 +475,9 @@ def _refuse(text: str) -> str:
 
 # -- one handler per daemon: message -> record, or the reason to skip -----------------
 def _smtpd(msg: str) -> Record | str:
-    head, colon, _ = msg.partition(": ")
-    if not colon:
+    if ": " not in msg:
         return UNINTERESTING  # connect, disconnect, lost connection, timeout...
-    # _SMTPD needs a queue ID, NOQUEUE or `warning` before the first ": "; TLS lines,
-    # proxy-accept... fail this cheaper test.
-    m = _SMTPD.match(msg) if 4 < len(head) < 33 and head.isalnum() else None
+    m = _SMTPD.match(msg)
     if m is None:
         if ": client=" in msg or "authentication failed" in msg:
             return UNPARSED
@@ -763,23 +707,6 @@ def _check_reject(msg: str, p: int, action: str, qid: str | None) -> Record | st
         helo or "",
     )
 
-
-# For each daemon, a substring its handler needs in a message to give anything but
-# UNINTERESTING (each handler's first test, or a literal part of its regex): without it,
-# LineParser.parse skips the line from its raw bytes.
-_NEEDLES: dict[str, bytes] = {
-    "smtpd": b": ",
-    "qmgr": b": ",
-    "oqmgr": b": ",
-    "cleanup": b": ",
-    "pickup": b": uid=",
-    "bounce": b" notification",
-    "postscreen": b"NOQUEUE: ",
-    "postsuper": b": removed",
-    **dict.fromkeys(
-        ("smtp", "lmtp", "local", "virtual", "pipe", "error", "retry", "discard"), b"to="
-    ),
-}
 
 # The daemons whose lines can give a record; every other daemon's lines are skipped
 # without looking at them.
