@@ -83,9 +83,22 @@ class MessageState:
         # line of the queue ID is a new life of it, the same one a repeat.
         self.start: tuple | None = None
 
+    # The Message model's columns that are not attributes here: rows are read by name.
+    @property
+    def id(self) -> int | None:
+        return self.pk
+
+    @property
+    def origin_id(self) -> int | None:
+        return self.origin.pk if self.origin is not None else None
+
 
 class EventRow:
-    """A counted event, ready to store (sender UNKNOWN while it waits)."""
+    """A counted event, ready to store (sender UNKNOWN while it waits).
+
+    Its attributes are named as the Event model's columns (message_id: the message's
+    key), so the persistence layer reads a row by the model's column names.
+    """
 
     __slots__ = (
         "time",
@@ -106,20 +119,21 @@ class EventRow:
 
     def __init__(
         self,
-        time,
-        day,
-        sender,
-        status,
-        message,
-        relay,
-        queue_id,
-        client_ip,
-        sasl_username,
-        recipient="",
-        next_hop="",
-        dsn="",
-        delay=None,
-        response="",
+        *,
+        time: dt.datetime,
+        day: dt.date,
+        sender: str,
+        status: str,
+        relay: str,
+        message: MessageState | None = None,
+        queue_id: str = "",
+        client_ip: str | None = None,
+        sasl_username: str = "",
+        recipient: str = "",
+        next_hop: str = "",
+        dsn: str = "",
+        delay: float | None = None,
+        response: str = "",
     ):
         self.time = time
         self.day = day
@@ -135,6 +149,11 @@ class EventRow:
         self.dsn = dsn
         self.delay = delay
         self.response = response
+
+    @property
+    def message_id(self) -> int | None:
+        """The stored message's key (the event's column of that name)."""
+        return self.message.pk if self.message is not None else None
 
 
 class InternalHops:
@@ -484,20 +503,16 @@ class Correlator:
             return
         text = " ".join(part for part in (rec.code, rec.dsn, rec.text) if part)
         event = EventRow(
-            rec.time,
-            self.local_day(rec.time),
-            sender,
-            "auth_blk",
-            None,
-            rec.host,
-            rec.queue_id or "",
-            self._ip(rec.client_ip),
-            "",
-            rec.recipient[:MAX_LENGTH],
-            "",
-            rec.dsn[:16],
-            None,
-            f"reject: {rec.stage} {text}".strip(),
+            time=rec.time,
+            day=self.local_day(rec.time),
+            sender=sender,
+            status="auth_blk",
+            relay=rec.host,
+            queue_id=rec.queue_id or "",
+            client_ip=self._ip(rec.client_ip),
+            recipient=rec.recipient[:MAX_LENGTH],
+            dsn=rec.dsn[:16],
+            response=f"reject: {rec.stage} {text}".strip(),
         )
         # A message's reject (QUEUEID: reject:) is a line of that message: a repeat of
         # it changes nothing. A NOQUEUE reject counts each time.
@@ -511,20 +526,14 @@ class Correlator:
         sender = normalize_address(login) if "@" in login else self.aliases.get(login, UNKNOWN)
         self.events.append(  # tied to no message: counts each time, even when identical
             EventRow(
-                rec.time,
-                self.local_day(rec.time),
-                sender,
-                "auth_blk",
-                None,
-                rec.host,
-                "",
-                self._ip(rec.client_ip),
-                login[:MAX_LENGTH],
-                "",
-                "",
-                "",
-                None,
-                f"SASL {rec.method} authentication failed: {rec.reason}",
+                time=rec.time,
+                day=self.local_day(rec.time),
+                sender=sender,
+                status="auth_blk",
+                relay=rec.host,
+                client_ip=self._ip(rec.client_ip),
+                sasl_username=login[:MAX_LENGTH],
+                response=f"SASL {rec.method} authentication failed: {rec.reason}",
             )
         )
 
@@ -542,20 +551,20 @@ class Correlator:
         if msg.sender == NULL_SENDER:
             return  # mail of the null sender belongs to nobody
         event = EventRow(
-            time,
-            self.local_day(time),
-            msg.sender,
-            status,
-            msg,
-            msg.relay,
-            msg.queue_id,
-            msg.client_ip,
-            msg.sasl_username,
-            recipient,
-            next_hop,
-            dsn,
-            delay,
-            response,
+            time=time,
+            day=self.local_day(time),
+            sender=msg.sender,
+            status=status,
+            relay=msg.relay,
+            message=msg,
+            queue_id=msg.queue_id,
+            client_ip=msg.client_ip,
+            sasl_username=msg.sasl_username,
+            recipient=recipient,
+            next_hop=next_hop,
+            dsn=dsn,
+            delay=delay,
+            response=response,
         )
         seen = self.seen.get(msg.relay)  # first_time(), inlined: the hot path
         if seen is None:

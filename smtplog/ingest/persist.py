@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections import Counter
+import operator
+from collections import Counter, namedtuple
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,56 +31,19 @@ from smtplog.ingest.correlate import (
 )
 from smtplog.models import Event, LogFile, LoginAlias, Message, Status
 
-MESSAGE_FIELDS = (
-    "sender",
-    "client_name",
-    "client_ip",
-    "sasl_method",
-    "sasl_username",
-    "size",
-    "nrcpt",
-    "message_id",
-    "origin",
-    "auth_counted",
-    "expired_at",
-    "removed_at",
-)
-MESSAGE_COLUMNS = (
-    "id",
-    "relay",
-    "queue_id",
-    "first_seen",
-    "sender",
-    "client_name",
-    "client_ip",
-    "sasl_method",
-    "sasl_username",
-    "size",
-    "nrcpt",
-    "message_id",
-    "origin_id",
-    "auth_counted",
-    "expired_at",
-    "removed_at",
-)
+# Rows are tuples in the order of the models' own columns, built and read by name: a
+# column added to Message or Event is written once the correlator's states carry an
+# attribute of that name (MessageState, EventRow).
 MESSAGE_TABLE = Message._meta.db_table
-EVENT_COLUMNS = (
-    "time",
-    "day",
-    "sender",
-    "status",
-    "message_id",
-    "relay",
-    "queue_id",
-    "client_ip",
-    "sasl_username",
-    "recipient",
-    "next_hop",
-    "dsn",
-    "delay",
-    "response",
-)
+MESSAGE_COLUMNS = tuple(f.column for f in Message._meta.concrete_fields)
+MESSAGE_KEY = ("relay", "queue_id", "first_seen")  # unique: a queue ID's life on a relay
+# What a message row's later batches may change (not its key, nor its id).
+MESSAGE_CHANGES = tuple(c for c in MESSAGE_COLUMNS if c != "id" and c not in MESSAGE_KEY)
+MessageRow = namedtuple("MessageRow", MESSAGE_COLUMNS)
+_message_values = operator.attrgetter(*MESSAGE_COLUMNS)
 EVENT_TABLE = Event._meta.db_table
+EVENT_COLUMNS = tuple(f.column for f in Event._meta.concrete_fields if not f.primary_key)
+_event_values = operator.attrgetter(*EVENT_COLUMNS)
 # COPY column types by Django field type: told up front, psycopg picks each column's
 # dumper once instead of once per value.
 _COPY_TYPES = {
@@ -133,8 +97,8 @@ def load_correlator(
     waiting = set(waiting_events.values_list("message_id", flat=True).distinct())
     for m in messages.iterator(chunk_size=5000):
         state = MessageState(m.relay, m.queue_id, m.first_seen, pk=m.pk)
-        for name in MESSAGE_FIELDS:
-            if name != "origin":
+        for name in MESSAGE_CHANGES:
+            if name != "origin_id":  # (linked below, to the origin's state)
                 setattr(state, name, getattr(m, name))
         state.db_waiting = m.pk in waiting
         states[m.pk] = state
@@ -180,16 +144,16 @@ def _recent_events(since: dt.datetime | None, tz: dt.tzinfo, relay: str | None) 
     if relay is not None:
         events = events.filter(relay=relay)
     rows = events.values_list("relay", *EVENT_KEY)
-    return [(row[0], row[1:]) for row in rows.iterator(chunk_size=5000)]
+    return [(relay, tuple(key)) for relay, *key in rows.iterator(chunk_size=5000)]
 
 
 @dataclass
 class Batch:
     """One commit's worth of writes, as plain values: safe to hand to another thread."""
 
-    new_messages: list[tuple] = field(default_factory=list)
-    changed_messages: list[tuple] = field(default_factory=list)
-    events: list[tuple] = field(default_factory=list)
+    new_messages: list[MessageRow] = field(default_factory=list)
+    changed_messages: list[MessageRow] = field(default_factory=list)
+    events: list[tuple] = field(default_factory=list)  # in EVENT_COLUMNS order
     delta: Counter = field(default_factory=Counter)
     resolved: list[tuple[int, str]] = field(default_factory=list)  # (message pk, sender)
     aliases: list[tuple[str, str, dt.datetime]] = field(default_factory=list)
@@ -247,25 +211,7 @@ def take_batch(correlator: Correlator, ids: IdPool) -> Batch:
     batch = Batch(
         new_messages=[_message_row(m) for m in new],
         changed_messages=[_message_row(m) for m in messages if id(m) not in new_ids],
-        events=[
-            (
-                e.time,
-                e.day,
-                e.sender,
-                e.status,
-                e.message.pk if e.message is not None else None,
-                e.relay,
-                e.queue_id,
-                e.client_ip,
-                e.sasl_username,
-                e.recipient,
-                e.next_hop,
-                e.dsn,
-                e.delay,
-                e.response,
-            )
-            for e in events
-        ],
+        events=[_event_values(e) for e in events],
         delta=Counter(
             (e.sender, e.day, e.status) for e in events if e.sender not in (UNKNOWN, "<>")
         ),
@@ -347,19 +293,19 @@ def _write_messages(batch: Batch) -> dict[int, dt.datetime]:
     moved: dict[int, dt.datetime] = {}
     new = []
     for row in batch.new_messages:
-        pk, relay, queue_id, first_seen = row[:4]
-        while (relay, queue_id, first_seen) in taken:
+        first_seen = row.first_seen
+        while (row.relay, row.queue_id, first_seen) in taken:
             first_seen += dt.timedelta(microseconds=1)
-        taken.add((relay, queue_id, first_seen))
-        if first_seen != row[3]:
-            moved[pk] = first_seen
-            row = (pk, relay, queue_id, first_seen, *row[4:])
+        taken.add((row.relay, row.queue_id, first_seen))
+        if first_seen != row.first_seen:
+            moved[row.id] = first_seen
+            row = row._replace(first_seen=first_seen)
         new.append(row)
     _write_message_rows(new, batch.changed_messages)
     return moved
 
 
-def _write_message_rows(new_rows: list[tuple], old_rows: list[tuple]) -> None:
+def _write_message_rows(new_rows: list[MessageRow], old_rows: list[MessageRow]) -> None:
     if connection.vendor == "postgresql":
         _pg_insert_messages(new_rows)
         _pg_update_messages(old_rows)
@@ -368,12 +314,10 @@ def _write_message_rows(new_rows: list[tuple], old_rows: list[tuple]) -> None:
         _sql_update_messages(old_rows)
 
 
-def _stored_keys(rows: list[tuple]) -> list[tuple]:
+def _stored_keys(rows: list[MessageRow]) -> list[tuple]:
     """(relay, queue ID, first seen) of the stored messages with the rows' queue IDs."""
-    keys = {(r[1], r[2]) for r in rows}
-    stored = Message.objects.filter(queue_id__in={q for _, q in keys}).values_list(
-        "relay", "queue_id", "first_seen"
-    )
+    keys = {(row.relay, row.queue_id) for row in rows}
+    stored = Message.objects.filter(queue_id__in={q for _, q in keys}).values_list(*MESSAGE_KEY)
     return [key for key in stored if key[:2] in keys]
 
 
@@ -399,33 +343,16 @@ def _insert_events(rows: list[tuple]) -> None:
         )
 
 
-def _message_row(m: MessageState) -> tuple:
-    return (
-        m.pk,
-        m.relay,
-        m.queue_id,
-        m.first_seen,
-        m.sender,
-        m.client_name,
-        m.client_ip,
-        m.sasl_method,
-        m.sasl_username,
-        m.size,
-        m.nrcpt,
-        m.message_id,
-        m.origin.pk if m.origin is not None else None,
-        m.auth_counted,
-        m.expired_at,
-        m.removed_at,
-    )
+def _message_row(m: MessageState) -> MessageRow:
+    return MessageRow._make(_message_values(m))
 
 
-def _pg_insert_messages(rows: list[tuple]) -> None:
+def _pg_insert_messages(rows: list[MessageRow]) -> None:
     if rows:
         _copy(MESSAGE_TABLE, MESSAGE_COLUMNS, MESSAGE_TYPES, rows)
 
 
-def _pg_update_messages(rows: list[tuple]) -> None:
+def _pg_update_messages(rows: list[MessageRow]) -> None:
     """COPY into a temporary table, then one UPDATE ... FROM it."""
     if not rows:
         return
@@ -435,7 +362,7 @@ def _pg_update_messages(rows: list[tuple]) -> None:
             f"(LIKE {MESSAGE_TABLE} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
     _copy("message_changes", MESSAGE_COLUMNS, MESSAGE_TYPES, rows)
-    sets = ", ".join(f"{c} = t.{c}" for c in MESSAGE_COLUMNS[4:])
+    sets = ", ".join(f"{c} = t.{c}" for c in MESSAGE_CHANGES)
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {MESSAGE_TABLE} AS m SET {sets} FROM message_changes AS t WHERE m.id = t.id"
@@ -448,7 +375,7 @@ def _sqlite_times(rows: list[tuple]) -> list[tuple]:
     return [tuple(adapt(v) if isinstance(v, dt.datetime) else v for v in row) for row in rows]
 
 
-def _sql_insert_messages(rows: list[tuple]) -> None:
+def _sql_insert_messages(rows: list[MessageRow]) -> None:
     if rows:
         marks = ", ".join(["%s"] * len(MESSAGE_COLUMNS))
         with connection.cursor() as cursor:
@@ -458,13 +385,14 @@ def _sql_insert_messages(rows: list[tuple]) -> None:
             )
 
 
-def _sql_update_messages(rows: list[tuple]) -> None:
+def _sql_update_messages(rows: list[MessageRow]) -> None:
     if rows:
-        sets = ", ".join(f"{c} = %s" for c in MESSAGE_COLUMNS[4:])
+        sets = ", ".join(f"{c} = %s" for c in MESSAGE_CHANGES)
+        changes = operator.attrgetter(*MESSAGE_CHANGES)
         with connection.cursor() as cursor:
             cursor.executemany(
                 f"UPDATE {MESSAGE_TABLE} SET {sets} WHERE id = %s",
-                _sqlite_times([(*row[4:], row[0]) for row in rows]),
+                _sqlite_times([(*changes(row), row.id) for row in rows]),
             )
 
 
