@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 from django.db import connections
 
+from smtplog.ingest.errors import IngestBusy
+
 _PR_SET_PDEATHSIG = 1
 _inherited: list[object] = []  # the parent's database connections, never closed here
 
@@ -48,10 +50,10 @@ def run(
 ) -> tuple[list, list[str]]:
     """Run `work(relay, paths, progress)` for each group in up to `workers` processes.
 
-    This process is one of them (one process fewer to hold in memory); the others are
-    forked. Returns the summaries the groups returned (or, for a group that met a line
-    of another relay, what it committed before) and the paths of those interrupted
-    groups, which the caller reads on in one process. Raises WorkerFailed after all
+    `work` returns (summary, whether it read the group's files whole). This process is
+    one of the workers (one process fewer to hold in memory); the others are forked.
+    Returns the summaries and the paths of the groups not read whole (a file held a line
+    of another relay), which the caller reads on in one process. Raises WorkerFailed after all
     workers stopped when one of them failed; an error of this process's own group is
     raised as it is, the forked workers killed (their open transactions roll back).
     """
@@ -79,11 +81,7 @@ def run(
     try:
         while (index := tasks.get()) is not None:
             relay, paths = groups[index]
-            try:
-                collector.summaries.append(work(relay, paths, collector.progress_here))
-            except ForeignRelay as exc:
-                collector.summaries.append(exc.summary)
-                collector.leftover.extend(paths)
+            collector.take_group(index, *work(relay, paths, collector.progress_here))
         collector.wait()
     finally:
         for proc in procs:  # after an exception here (Ctrl-C, a time limit) too
@@ -130,6 +128,13 @@ class _Collector:
         for proc in self.procs:
             proc.join(timeout=10)
 
+    def take_group(self, index: int, summary, whole: bool) -> None:
+        """What the work of group `index` returned."""
+        self.ended.add(index)
+        self.summaries.append(summary)
+        if not whole:
+            self.leftover.extend(self.groups[index][1])
+
     def _take(self, kind: str, *data) -> None:
         if kind == "progress":
             if self.progress:
@@ -137,16 +142,10 @@ class _Collector:
         elif kind == "start":
             self.started[data[0]] = data[1]
         elif kind == "done":
-            self.ended.add(data[0])
-            self.summaries.append(data[1])
-        elif kind == "foreign":
-            self.ended.add(data[0])
-            self.summaries.append(data[1])
-            self.leftover.extend(self.groups[data[0]][1])
+            self.take_group(*data)
         elif kind == "error":
             self.ended.add(data[0])
-            self.summaries.append(data[1])
-            self.failures.append((data[2], data[3]))
+            self.failures.append((data[1], data[2]))
         elif kind == "exit":
             self.exited += 1
 
@@ -179,40 +178,18 @@ def _worker(groups, tasks, results, parent: int, work: Callable, setup: Callable
             relay, paths = groups[index]
             results.put(("start", index, os.getpid()))
             try:
-                summary = work(relay, paths, lambda n: results.put(("progress", n)))
-            except ForeignRelay as exc:
-                results.put(("foreign", index, exc.summary))
+                summary, whole = work(relay, paths, lambda n: results.put(("progress", n)))
             except Exception as exc:  # reported by the parent, which raises it
-                from smtplog.ingest.run import IngestBusy  # (run imports this module)
-
-                results.put(
-                    (
-                        "error",
-                        index,
-                        getattr(exc, "summary", None),
-                        isinstance(exc, IngestBusy),
-                        f"{relay}: {exc}",
-                    )
-                )
+                results.put(("error", index, isinstance(exc, IngestBusy), f"{relay}: {exc}"))
                 break
-            else:
-                results.put(("done", index, summary))
+            results.put(("done", index, summary, whole))
     except Exception as exc:
-        results.put(("error", -1, None, False, f"ingest worker: {exc}"))
+        results.put(("error", -1, False, f"ingest worker: {exc}"))
     finally:
         connections.close_all()  # this process's own connections
         results.put(("exit",))
         results.close()
         results.join_thread()
-
-
-class ForeignRelay(Exception):
-    """A file of one relay holds lines of another: that group is read on in one process.
-
-    `summary` (what the group committed before) is set by the work function on its way out.
-    """
-
-    summary = None
 
 
 def _die_with(parent: int) -> None:
@@ -224,9 +201,11 @@ def _die_with(parent: int) -> None:
 
 
 def _forget_inherited_connections() -> None:
-    """The forked copies of the parent's connections belong to the parent: set them aside
-    unclosed (closing would end the parent's session) and open our own on first use."""
+    """The forked copies of the parent's connections belong to the parent: put new,
+    unopened ones in their place (each opens its own session on first use), and keep the
+    copies referenced, never closed nor collected — closing one, or freeing it, would end
+    the parent's session on the socket they share. The process ends with os._exit
+    (multiprocessing), which runs no finaliser."""
     for conn in connections.all(initialized_only=True):
-        if conn.connection is not None:
-            _inherited.append(conn.connection)
-            conn.connection = None
+        _inherited.append(conn)
+        connections[conn.alias] = connections.create_connection(conn.alias)

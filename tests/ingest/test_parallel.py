@@ -134,7 +134,7 @@ def test_no_lock_outlives_a_run(side_by_side, tmp_path):
     import psycopg
     from django.conf import settings as django_settings
 
-    from smtplog.ingest.run import WRITERS_LOCK
+    from smtplog.ingest.locks import WRITERS_LOCK
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
