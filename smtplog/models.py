@@ -322,6 +322,35 @@ class LogFile(models.Model):
         return self.path
 
 
+class RelayPart(models.Model):
+    """One relay's read position in a central log (a file of several relays' lines),
+    kept while a worker process of its own reads that relay's lines side by side with
+    the others (smtplog.ingest.plan).
+
+    A line of the relay is read when it ends at or before this position; a line of a
+    relay without a row here, at or before the file's own position. A row at or behind
+    the file's position says nothing more and is deleted.
+    """
+
+    logfile = models.ForeignKey(LogFile, models.CASCADE, related_name="parts")
+    relay = models.CharField(_("relay"), max_length=255)
+    position = models.BigIntegerField(_("position"), default=0)
+    lines = models.BigIntegerField(_("lines read"), default=0)
+    year_anchor = models.IntegerField(null=True, blank=True)
+    last_month = models.IntegerField(null=True, blank=True)
+    last_line_time = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("relay's part of a log file")
+        verbose_name_plural = _("relays' parts of log files")
+        constraints = [
+            models.UniqueConstraint(fields=["logfile", "relay"], name="relaypart_one_per_relay")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.logfile.path}: {self.relay}"
+
+
 class Heartbeat(models.Model):
     """When a periodic job last ran to its end: what the health check reads.
 

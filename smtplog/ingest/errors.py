@@ -12,9 +12,13 @@ class IngestFailed(Exception):
     what was committed before stays, and the next run resumes there."""
 
 
-class ForeignRelay(Exception):
-    """A file read for one relay (by an ingest worker) holds lines of another: that
-    relay's files are read on in one process."""
+class LeftToOneProcess(Exception):  # noqa: N818 (not an error: a change of plan)
+    """What an ingest worker was given to read is read on in one process instead (what it
+    committed before stays)."""
+
+
+class ForeignRelay(LeftToOneProcess):
+    """A file read for one relay (by an ingest worker) holds lines of another."""
 
     def __init__(self, host: str):
         super().__init__(host)

@@ -42,15 +42,16 @@ def can_fork() -> bool:
 
 
 def run(
-    groups: list[tuple[str, list[str]]],
+    groups: list,
     workers: int,
     work: Callable,
     setup: Callable[[], None],
     progress: Callable[[int], None] | None,
 ) -> tuple[list, list[str]]:
-    """Run `work(relay, paths, progress)` for each group in up to `workers` processes.
+    """Run `work(group, progress)` for each group in up to `workers` processes.
 
-    `work` returns (summary, whether it read the group's files whole). This process is
+    A group has a `relay` and `paths`; `work` returns (summary, whether it read the
+    group's files whole). This process is
     one of the workers (one process fewer to hold in memory); the others are forked.
     Returns the summaries and the paths of the groups not read whole (a file held a line
     of another relay), which the caller reads on in one process. Raises WorkerFailed after all
@@ -80,8 +81,7 @@ def run(
     collector = _Collector(groups, procs, results, progress)
     try:
         while (index := tasks.get()) is not None:
-            relay, paths = groups[index]
-            collector.take_group(index, *work(relay, paths, collector.progress_here))
+            collector.take_group(index, *work(groups[index], collector.progress_here))
         collector.wait()
     finally:
         for proc in procs:  # after an exception here (Ctrl-C, a time limit) too
@@ -133,7 +133,7 @@ class _Collector:
         self.ended.add(index)
         self.summaries.append(summary)
         if not whole:
-            self.leftover.extend(self.groups[index][1])
+            self.leftover.extend(self.groups[index].paths)
 
     def _take(self, kind: str, *data) -> None:
         if kind == "progress":
@@ -156,7 +156,7 @@ class _Collector:
                 self.failures.append(
                     (
                         False,
-                        f"{self.groups[index][0]}: the worker process "
+                        f"{self.groups[index].relay}: the worker process "
                         f"ended before finishing (exit code {code}); "
                         "run again to go on",
                     )
@@ -175,12 +175,13 @@ def _worker(groups, tasks, results, parent: int, work: Callable, setup: Callable
     try:
         setup()
         while (index := tasks.get()) is not None:
-            relay, paths = groups[index]
+            group = groups[index]
             results.put(("start", index, os.getpid()))
             try:
-                summary, whole = work(relay, paths, lambda n: results.put(("progress", n)))
+                summary, whole = work(group, lambda n: results.put(("progress", n)))
             except Exception as exc:  # reported by the parent, which raises it
-                results.put(("error", index, isinstance(exc, IngestBusy), f"{relay}: {exc}"))
+                busy = isinstance(exc, IngestBusy)
+                results.put(("error", index, busy, f"{group.relay}: {exc}"))
                 break
             results.put(("done", index, summary, whole))
     except Exception as exc:

@@ -29,7 +29,7 @@ from smtplog.ingest.correlate import (
     InternalHops,
     MessageState,
 )
-from smtplog.models import Event, LogFile, LoginAlias, Message, Status
+from smtplog.models import Event, LogFile, LoginAlias, Message, RelayPart, Status
 
 # Rows are tuples in the order of the models' own columns, built and read by name: a
 # column added to Message or Event is written once the correlator's states carry an
@@ -76,9 +76,13 @@ ALIAS_LOCK = int.from_bytes(hashlib.sha256(b"smtplog-login-alias").digest()[:8],
 
 
 def load_correlator(
-    tz: dt.tzinfo, internal_hops: list[str], relay: str | None = None
+    tz: dt.tzinfo,
+    internal_hops: list[str],
+    relay: str | None = None,
+    exclude: frozenset[str] = frozenset(),
 ) -> Correlator:
-    """A correlator holding the messages not yet removed (of one relay, or of all), the
+    """A correlator holding the messages not yet removed (of one relay, of all, or of all
+    but those in `exclude`), the
     known SASL logins, and what the last REPEAT_WINDOW of the logs produced (messages
     that ended, events of messages) to recognise repeated lines across runs."""
     states: dict[int, MessageState] = {}
@@ -94,6 +98,9 @@ def load_correlator(
     if relay is not None:
         messages = messages.filter(relay=relay)
         waiting_events = waiting_events.filter(message__relay=relay)
+    if exclude:
+        messages = messages.exclude(relay__in=exclude)
+        waiting_events = waiting_events.exclude(message__relay__in=exclude)
     waiting = set(waiting_events.values_list("message_id", flat=True).distinct())
     for m in messages.iterator(chunk_size=5000):
         state = MessageState(m.relay, m.queue_id, m.first_seen, pk=m.pk)
@@ -124,17 +131,24 @@ def load_correlator(
         active,
         aliases,
         ended=ended,
-        seen=_recent_events(since, tz, relay),
+        seen=_recent_events(since, tz, relay, exclude),
     )
 
 
 def _window_start() -> dt.datetime | None:
-    """REPEAT_WINDOW before the latest line read from any file (None: nothing read yet)."""
-    latest = LogFile.objects.aggregate(latest=Max("last_line_time"))["latest"]
+    """REPEAT_WINDOW before the latest line read from any file, or by any relay's worker
+    of a central log (None: nothing read yet)."""
+    times = [
+        LogFile.objects.aggregate(latest=Max("last_line_time"))["latest"],
+        RelayPart.objects.aggregate(latest=Max("last_line_time"))["latest"],
+    ]
+    latest = max((t for t in times if t is not None), default=None)
     return None if latest is None else latest - REPEAT_WINDOW
 
 
-def _recent_events(since: dt.datetime | None, tz: dt.tzinfo, relay: str | None) -> list:
+def _recent_events(
+    since: dt.datetime | None, tz: dt.tzinfo, relay: str | None, exclude: frozenset[str]
+) -> list:
     """(relay, EVENT_KEY fields) of the stored events of messages since `since`."""
     if since is None:
         return []
@@ -143,6 +157,8 @@ def _recent_events(since: dt.datetime | None, tz: dt.tzinfo, relay: str | None) 
     )
     if relay is not None:
         events = events.filter(relay=relay)
+    if exclude:
+        events = events.exclude(relay__in=exclude)
     rows = events.values_list("relay", *EVENT_KEY)
     return [(relay, tuple(key)) for relay, *key in rows.iterator(chunk_size=5000)]
 

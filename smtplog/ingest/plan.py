@@ -3,14 +3,16 @@ files go to which worker process (one relay's files to one worker)."""
 
 from __future__ import annotations
 
-import os
+from collections import Counter
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection
 
 from smtplog.ingest import files, parallel
+from smtplog.ingest.reading import Share, file_size
 from smtplog.ingest.summary import Summary
-from smtplog.models import LogFile
+from smtplog.models import LogFile, RelayPart
 from smtplog.postfix.parser import LineParser
 
 # Lines read from the start of a file to find which relay it belongs to.
@@ -41,13 +43,35 @@ def survey(paths: list[str], summary: Summary) -> tuple[dict, dict[str, int]]:
     return sources, unread
 
 
-def relay_groups(
-    paths: list[str], sources: dict, unread: dict[str, int], tz
-) -> list[tuple[str, list[str]]] | None:
+@dataclass
+class Group:
+    """What one worker process reads: `relay`'s files, and its lines of central logs.
+
+    The group of a central log's smallest relay (`rest`: the relays read apart) reads
+    the lines of every relay but those, and keeps the file's own position.
+    """
+
+    relay: str
+    reads: list[tuple[str, Share]] = field(default_factory=list)  # in rotation order
+    size: int = 0  # bytes to read, about (the share of a central log by its first lines)
+    rest: frozenset[str] = frozenset()
+
+    @property
+    def paths(self) -> list[str]:
+        return [path for path, _ in self.reads]
+
+
+def relay_groups(paths: list[str], sources: dict, unread: dict[str, int], tz) -> list[Group] | None:
     """The files by relay, largest first, when they are worth reading side by side.
 
+    A file of one relay goes to that relay's worker. A central log (the lines of several
+    relays in one file) is read by one worker per relay, each keeping its relay's lines
+    and read position (RelayPart), but the smallest relay's worker, which reads the lines
+    of every other relay as well (relays the first lines did not show) and keeps the
+    file's own position.
+
     None (read them in this process) on SQLite, inside a transaction (tests), with one
-    relay or little to read, or when a file's relay cannot be told from its start.
+    relay or little to read, or when a file's relays cannot be told from its start.
     """
     if (
         connection.vendor != "postgresql"
@@ -58,26 +82,68 @@ def relay_groups(
         or not parallel.can_fork()
     ):
         return None
-    groups: dict[str, list[str]] = {}
-    sizes: dict[str, int] = {}
+    whole: dict[str, list[str]] = {}
+    central: dict[str, Counter] = {}
+    sizes: Counter = Counter()
     for path in paths:
         try:
-            relay = _first_relay(sources[path], tz)
+            relays = _relays(sources[path], tz)
         except (OSError, EOFError):
             return None
-        if relay is None:
+        if not relays:
             return None
-        groups.setdefault(relay, []).append(path)
-        sizes[relay] = sizes.get(relay, 0) + unread[path]
-    if len(groups) < 2:
+        if len(relays) == 1:
+            relay = next(iter(relays))
+            whole.setdefault(relay, []).append(path)
+            sizes[relay] += unread[path]
+        else:
+            central[path] = relays
+            lines = sum(relays.values())
+            for relay, n in relays.items():
+                sizes[relay] += unread[path] * n // lines
+    if len(sizes) < 2:
         return None
-    return sorted(groups.items(), key=lambda group: -sizes[group[0]])
+    groups = {relay: Group(relay, size=sizes[relay]) for relay in sizes}
+    for relay, relay_paths in whole.items():
+        groups[relay].reads += [(path, Share(relay=relay)) for path in relay_paths]
+    if central:
+        rest = min((r for r in sizes if any(r in c for c in central.values())), key=sizes.get)
+        apart = frozenset(r for relays in central.values() for r in relays) - {rest}
+        groups[rest].rest = apart
+        for path in central:
+            _open_parts(sources[path], apart)
+            groups[rest].reads.append((path, Share(exclude=apart)))
+            for relay in apart:
+                groups[relay].reads.append((path, Share(relay=relay, part=True)))
+    for group in groups.values():
+        group.reads.sort(key=lambda read: files.rotation_key(read[0]))
+    return sorted(groups.values(), key=lambda group: -group.size)
 
 
-def _first_relay(source: files.LogSource, tz) -> str | None:
-    """The relay host of the file's first Postfix line (within its first MiB)."""
+def _open_parts(source: files.LogSource, relays: frozenset[str]) -> None:
+    """The RelayPart rows of a central log's relays read apart, each from where that
+    relay's lines are read up to (its part's position, or the file's)."""
+    logfile, _ = LogFile.objects.get_or_create(
+        fingerprint=source.fingerprint, defaults={"path": source.path}
+    )
+    for relay in relays:
+        RelayPart.objects.get_or_create(
+            logfile=logfile,
+            relay=relay,
+            defaults={
+                "position": logfile.position,
+                "year_anchor": logfile.year_anchor,
+                "last_month": logfile.last_month,
+                "last_line_time": logfile.last_line_time,
+            },
+        )
+
+
+def _relays(source: files.LogSource, tz) -> Counter:
+    """The relay hosts of the file's Postfix lines within its first MiB, and how many."""
     parser = LineParser(tz)
     read = 0
+    relays: Counter = Counter()
     with files.open_stream(source.path, source.compressed) as stream:
         for line in stream:
             read += len(line)
@@ -85,19 +151,10 @@ def _first_relay(source: files.LogSource, tz) -> str | None:
                 break
             rec = parser.parse(line)
             if rec is not None:
-                return rec.host
-    return None
+                relays[rec.host] += 1
+    return relays
 
 
 def unread_bytes(source: files.LogSource, stored: int) -> int:
     size = file_size(source) or 0
     return max(size - stored % 2**32 if source.compressed else size - stored, 0)
-
-
-def file_size(source: files.LogSource) -> int | None:
-    """Bytes there are to read (uncompressed), for the dashboard's lag."""
-    if source.path == "-":
-        return None
-    if source.compressed:
-        return files.gzip_size(source.path)
-    return os.path.getsize(source.path)

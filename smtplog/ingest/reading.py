@@ -19,10 +19,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import os
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import DatabaseError
+from django.db.models import F
 from django.utils import timezone
 
 from smtplog.ingest import files
@@ -30,28 +33,28 @@ from smtplog.ingest.errors import (
     ForeignRelay,
     IngestBusy,
     IngestFailed,
+    LeftToOneProcess,
     ReadFailed,
     WriteFailed,
     describe,
 )
-from smtplog.ingest.plan import file_size
 from smtplog.ingest.summary import Summary
 from smtplog.ingest.writer import Writer
-from smtplog.models import LogFile
-from smtplog.postfix.parser import LineParser
+from smtplog.models import LogFile, RelayPart
+from smtplog.postfix.parser import LineParser, line_host
 
 log = logging.getLogger(__name__)
 
 
 def ingest_path(
-    path: str, correlator, tz, writer: Writer, advance, summary: Summary, relay: str | None = None
+    path: str, correlator, tz, writer: Writer, advance, summary: Summary, share: Share | None = None
 ) -> bool:
     """Ingest one file; False when it could not be read (the later files of its log wait).
 
     Raises IngestFailed when the database fails.
     """
     try:
-        _ingest_file(path, correlator, tz, writer, advance, summary, relay)
+        _ingest_file(path, correlator, tz, writer, advance, summary, share or Share())
     except files.NotALog as exc:
         summary.notes.append(f"{path}: not read: {exc}")
     except files.CutShort:
@@ -89,10 +92,37 @@ def _record_error(logfile: int | None, path: str, message: str) -> None:
         log.warning("could not record the error of %s: %s", path, describe(exc))
 
 
+@dataclass(frozen=True)
+class Share:
+    """Which lines of a file a reader takes, and whose read position it keeps.
+
+    Share(): every line, in one process; in a central log whose relays were read apart
+    (RelayPart rows), each relay's lines from its own position on.
+    Share(relay=R): every line, all of relay R (a worker's file of one relay): a line of
+    another relay raises ForeignRelay.
+    Share(relay=R, part=True): R's lines of a central log, from R's RelayPart.
+    Share(exclude=X): the lines of every relay not in X, from the file's own position.
+    """
+
+    relay: str | None = None
+    part: bool = False
+    exclude: frozenset[str] = frozenset()
+
+    def keep(self, lines: list[bytes]) -> list[bytes]:
+        """The lines of a batch this reader parses (a worker of a central log's relays)."""
+        if self.part:
+            host = self.relay.encode()
+            return [line for line in lines if line_host(line) == host]
+        if self.exclude:
+            hosts = {relay.encode() for relay in self.exclude}
+            return [line for line in lines if line_host(line) not in hosts]
+        return lines
+
+
 def _ingest_file(
-    path: str, correlator, tz, writer: Writer, advance, summary: Summary, relay: str | None
+    path: str, correlator, tz, writer: Writer, advance, summary: Summary, share: Share
 ) -> None:
-    """Read the file on from its stored position; `relay`: refuse lines of any other."""
+    """Read the file on from its stored position (or the share's)."""
     logfile = None
     try:
         if path == "-":
@@ -108,80 +138,146 @@ def _ingest_file(
             fingerprint=source.fingerprint, defaults={"path": path}
         )
         size = file_size(source)
-        start = _start(source, logfile, size, tz, summary)
+        parts = {part.relay: part for part in RelayPart.objects.filter(logfile=logfile)}
+        start = _start(source, logfile, size, tz, summary, parts)
+        if start is not None and (share.part or share.exclude):
+            if start != logfile.position:  # changed under the plan: read it in one process
+                raise LeftToOneProcess(f"{path} changed")
+            if share.part:
+                start = parts[share.relay].position
+        elif start != logfile.position and parts:  # rewritten: the parts mean nothing now
+            RelayPart.objects.filter(logfile=logfile).delete()
+            parts = {}
         if start is None:
             return
         if size is not None and size != logfile.size:
             LogFile.objects.filter(pk=logfile.pk).update(size=size)
-        _read(source, logfile, start, correlator, tz, writer, advance, summary, relay)
+        reader = _Reader(source, logfile, parts, share, tz)
+        reader.read(start, correlator, writer, advance, summary)
     except OSError as exc:
         raise ReadFailed(path, logfile.pk if logfile else None) from exc
 
 
-def _read(
-    source: files.LogSource,
-    logfile: LogFile,
-    start: int,
-    correlator,
-    tz,
-    writer: Writer,
-    advance,
-    summary: Summary,
-    relay: str | None,
-) -> None:
-    """Read and commit the complete lines from `start` on, batch by batch."""
-    path = source.path
-    reference = dt.datetime.fromtimestamp(source.mtime, tz)
-    parser = LineParser(
-        tz, reference=reference, year=logfile.year_anchor, last_month=logfile.last_month
-    )
-    stored, lines_before, done = logfile.position, logfile.lines, start
-    try:
-        with files.open_stream(path, source.compressed) as stream:
-            batch_lines = settings.SMTPLOG_INGEST_BATCH_LINES
-            for lines, position in files.read_batches(stream, start, batch_lines):
-                records = [rec for rec in map(parser.parse, lines) if rec is not None]
-                if relay is not None:
-                    foreign = next((rec.host for rec in records if rec.host != relay), None)
-                    if foreign is not None:
-                        raise ForeignRelay(foreign)
-                correlator.feed_all(records)
-                advance_row = functools.partial(
-                    _advance,
-                    logfile.pk,
-                    path,
-                    old=stored,
-                    new=position,
-                    tail=files.tail_hash(lines[-1] + b"\n"),
-                    lines=lines_before + len(lines),
-                    year=parser.year,
-                    last_month=parser.last_month,
-                    last_time=records[-1].time if records else None,
+class _Reader:
+    """Reads one file from a position and commits its lines batch by batch, moving the
+    read positions its share keeps (the file's, a relay's part, or every one behind)."""
+
+    def __init__(self, source, logfile: LogFile, parts: dict, share: Share, tz):
+        self.source, self.logfile, self.share, self.tz = source, logfile, share, tz
+        if share.part:
+            self.rows = [parts[share.relay]]
+        elif share.relay is None and not share.exclude:
+            self.rows = [logfile, *parts.values()]  # in one process: every row behind moves
+        else:
+            self.rows = [logfile]
+        # Where each row stands, as committed (in memory: updated after each batch).
+        self.stored = {id(row): row.position for row in self.rows}
+        # In one process, a relay with a part is read from its position, the others from
+        # the file's: relay -> position, while any part is behind.
+        self.parts = {r: part.position for r, part in parts.items()} if len(self.rows) > 1 else {}
+
+    def read(self, start: int, correlator, writer: Writer, advance, summary: Summary) -> None:
+        """Read and commit the complete lines from `start` on, batch by batch."""
+        source, logfile, share = self.source, self.logfile, self.share
+        path = source.path
+        first = min(self.rows, key=lambda row: row.position)  # the parser goes on from its state
+        reference = dt.datetime.fromtimestamp(source.mtime, self.tz)
+        parser = LineParser(
+            self.tz, reference=reference, year=first.year_anchor, last_month=first.last_month
+        )
+        begin = min(start, *self.parts.values()) if self.parts else start
+        done = begin
+        try:
+            with files.open_stream(path, source.compressed) as stream:
+                batch_lines = settings.SMTPLOG_INGEST_BATCH_LINES
+                for lines, position in files.read_batches(stream, begin, batch_lines):
+                    taken = self._unread(lines, done) if self.parts else share.keep(lines)
+                    records = [rec for rec in map(parser.parse, taken) if rec is not None]
+                    if share.relay is not None and not share.part:
+                        foreign = next((r.host for r in records if r.host != share.relay), None)
+                        if foreign is not None:
+                            raise ForeignRelay(foreign)
+                    correlator.feed_all(records)
+                    advance_rows = functools.partial(
+                        self._advance,
+                        position,
+                        tail=files.tail_hash(lines[-1] + b"\n"),
+                        lines=len(taken),
+                        year=parser.year,
+                        last_month=parser.last_month,
+                        last_time=records[-1].time if records else None,
+                    )
+                    events, messages = writer.submit(correlator, advance_rows, path, logfile.pk)
+                    summary.lines += len(taken)
+                    summary.parsed += len(records)
+                    summary.events += events
+                    summary.messages += messages
+                    if not share.part:  # (a central log's bytes count once, with its rest)
+                        summary.bytes += position - done
+                    if advance:
+                        advance(position - done)
+                    done = position
+        finally:
+            summary.skipped.update(parser.stats)
+        if done != begin or share.part:
+            return  # the last batch moved the position (and cleared any error)
+        if start != logfile.position:  # moved back, nothing new after it yet
+            writer.wait()
+            tail = files.tail_at(path, start)
+            _advance_file(logfile.pk, path, old=logfile.position, new=start, tail=tail)
+        elif logfile.last_error:  # read to its end again: whatever failed before is over
+            LogFile.objects.filter(pk=logfile.pk).update(last_error="")
+
+    def _unread(self, lines: list[bytes], offset: int) -> list[bytes]:
+        """The lines not read before, in one process, of a central log whose relays were
+        read apart: each relay's from its part's position on, the others' from the file's."""
+        parts, rest = self.parts, self.stored[id(self.logfile)]
+        taken = []
+        for line in lines:
+            host = line_host(line)
+            if offset >= parts.get(host.decode() if host else None, rest):
+                taken.append(line)
+            offset += len(line) + 1
+        return taken
+
+    def _advance(self, new: int, *, tail: str, lines: int, year, last_month, last_time) -> None:
+        """Move the rows behind `new` to it (in the batch's transaction)."""
+        for row in self.rows:
+            old = self.stored[id(row)]
+            if old >= new:
+                continue
+            # (in one process, the lines count in the file's row alone)
+            added = lines if row is self.logfile or self.share.part else 0
+            state = {"lines": row.lines + added, "year": year, "last_month": last_month}
+            if row is self.logfile:
+                path = self.source.path
+                _advance_file(
+                    row.pk, path, old=old, new=new, tail=tail, last_time=last_time, **state
                 )
-                events, messages = writer.submit(correlator, advance_row, path, logfile.pk)
-                stored, lines_before = position, lines_before + len(lines)
-                summary.lines += len(lines)
-                summary.bytes += position - done
-                summary.parsed += len(records)
-                summary.events += events
-                summary.messages += messages
-                if advance:
-                    advance(position - done)
-                done = position
-    finally:
-        summary.skipped.update(parser.stats)
-    if done != start:
-        return  # the last batch moved the position (and cleared any error)
-    if start != logfile.position:  # moved back, nothing new after it yet
-        writer.wait()
-        tail = files.tail_at(path, start)
-        _advance(logfile.pk, path, old=logfile.position, new=start, tail=tail)
-    elif logfile.last_error:  # read to its end again: whatever failed before is over
-        LogFile.objects.filter(pk=logfile.pk).update(last_error="")
+            else:
+                _advance_part(row, old=old, new=new, last_time=last_time, **state)
+            self.stored[id(row)] = new
+            row.lines += added
+        if len(self.rows) > 1:  # in one process: the parts the file's position caught up end
+            close_parts(self.logfile.pk)
+            rest = self.stored[id(self.logfile)]
+            self.rows = [r for r in self.rows if r is self.logfile or self.stored[id(r)] > rest]
+            self.parts = {relay: at for relay, at in self.parts.items() if at > rest}
+
+
+def close_parts(logfile: int | None = None) -> None:
+    """End the relays' parts of central logs (of one file, or of all) that the file's own
+    position reached: their lines count in the file's, and the rows go."""
+    parts = RelayPart.objects.filter(position__lte=F("logfile__position"))
+    if logfile is not None:
+        parts = parts.filter(logfile=logfile)
+    for pk, lines in parts.values_list("logfile", "lines"):
+        LogFile.objects.filter(pk=pk).update(lines=F("lines") + lines)
+    parts.delete()
 
 
 def _start(
-    source: files.LogSource, logfile: LogFile, size: int | None, tz, summary: Summary
+    source: files.LogSource, logfile: LogFile, size: int | None, tz, summary: Summary, parts: dict
 ) -> int | None:
     """Where to read the file from (None: nothing in it to read).
 
@@ -194,7 +290,8 @@ def _start(
     if source.path == "-" or not position:
         return position
     if source.compressed:
-        if size == position % 2**32:
+        behind = min((part.position for part in parts.values()), default=position)
+        if size == min(position, behind) % 2**32:
             _note_path(logfile, source.path)
             return None  # an archive read to its end before it was compressed
         return position  # (an older copy ends before the position: nothing is read)
@@ -230,7 +327,7 @@ def _after_last_read(source: files.LogSource, logfile: LogFile, tz) -> tuple[int
     return offset, False
 
 
-def _advance(
+def _advance_file(
     pk: int,
     path: str,
     *,
@@ -258,6 +355,28 @@ def _advance(
         raise IngestBusy(f"{path}: its position moved under us; another ingester is running")
 
 
+def _advance_part(
+    part: RelayPart, *, old: int, new: int, lines: int, year, last_month, last_time
+) -> None:
+    """Move a relay's part of a central log, refusing if another writer moved it meanwhile."""
+    changes = {"position": new, "lines": lines, "year_anchor": year, "last_month": last_month}
+    if last_time is not None:
+        changes["last_line_time"] = last_time
+    if RelayPart.objects.filter(pk=part.pk, position=old).update(**changes) != 1:
+        raise IngestBusy(
+            f"{part.relay}'s part of a log file moved under us; another ingester is running"
+        )
+
+
 def _note_path(logfile: LogFile, path: str) -> None:
     if logfile.path != path:
         LogFile.objects.filter(pk=logfile.pk).update(path=path)
+
+
+def file_size(source: files.LogSource) -> int | None:
+    """Bytes there are to read (uncompressed), for the dashboard's lag."""
+    if source.path == "-":
+        return None
+    if source.compressed:
+        return files.gzip_size(source.path)
+    return os.path.getsize(source.path)

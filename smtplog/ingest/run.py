@@ -14,9 +14,9 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from smtplog.ingest import files, parallel, persist, plan
-from smtplog.ingest.errors import ForeignRelay, IngestBusy, IngestFailed, describe
+from smtplog.ingest.errors import IngestBusy, IngestFailed, LeftToOneProcess, describe
 from smtplog.ingest.locks import fast_commits, ingest_lock, writer_session
-from smtplog.ingest.reading import ingest_path
+from smtplog.ingest.reading import close_parts, ingest_path
 from smtplog.ingest.summary import Progress, Summary
 from smtplog.ingest.writer import Writer
 
@@ -35,9 +35,10 @@ def ingest(patterns: list[str], progress: Progress | None = None, wait: bool = T
             every_path = files.expand(patterns)
             sources, unread = plan.survey(every_path, summary)
             paths = [path for path in every_path if path in sources]
-            if progress:
-                progress.start(None if "-" in paths else sum(unread.values()))
             groups = plan.relay_groups(paths, sources, unread, tz)
+            if progress:  # (a central log read side by side is read once by each worker)
+                reads = [p for group in groups for p in group.paths] if groups else paths
+                progress.start(None if "-" in paths else sum(unread[p] for p in reads))
             if groups:
                 try:
                     done, paths = parallel.run(
@@ -51,6 +52,7 @@ def ingest(patterns: list[str], progress: Progress | None = None, wait: bool = T
                     raise (IngestBusy if exc.busy else IngestFailed)(str(exc)) from None
                 for part in done:
                     summary.add(part)
+                close_parts()  # central logs whose relays all read to where the file's is
                 paths = sorted(paths, key=files.rotation_key)
             if paths:
                 correlator = persist.load_correlator(tz, settings.SMTPLOG_INTERNAL_NEXT_HOPS)
@@ -68,22 +70,26 @@ def ingest(patterns: list[str], progress: Progress | None = None, wait: bool = T
     return summary
 
 
-def ingest_relay(relay: str, paths: list[str], advance) -> tuple[Summary, bool]:
-    """One relay's files, in order, in this process (an ingest worker).
+def ingest_relay(group: plan.Group, advance) -> tuple[Summary, bool]:
+    """One worker's group of files, in order, in this process (an ingest worker).
 
-    Returns the summary and whether the files were read whole: False when one held a
-    line of another relay (what was committed before it stays; the caller reads the
-    files on in one process).
+    Returns the summary and whether the files were read whole: False when the plan
+    changed under it (a file held a line of another relay, a central log changed); what
+    was committed before stays, and the caller reads the files on in one process.
     """
     tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
     summary = Summary()
+    hops = settings.SMTPLOG_INTERNAL_NEXT_HOPS
     try:
-        correlator = persist.load_correlator(tz, settings.SMTPLOG_INTERNAL_NEXT_HOPS, relay)
+        if group.rest:
+            correlator = persist.load_correlator(tz, hops, exclude=group.rest)
+        else:
+            correlator = persist.load_correlator(tz, hops, group.relay)
         with Writer(threaded=False) as writer:
-            for path in paths:
-                if not ingest_path(path, correlator, tz, writer, advance, summary, relay):
-                    break  # the relay's later files wait for this one
-    except ForeignRelay:
+            for path, share in group.reads:
+                if not ingest_path(path, correlator, tz, writer, advance, summary, share):
+                    break  # the group's later files wait for this one
+    except LeftToOneProcess:
         return summary, False
     except DatabaseError as exc:
         raise IngestFailed(f"the database failed: {describe(exc)}") from exc

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 DUMP = """
 import contextlib
 import json
-from smtplog.models import DailyCounter, Event, LoginAlias, Message
+from smtplog.models import DailyCounter, Event, LogFile, LoginAlias, Message, RelayPart
 msgs = {m.pk: [m.relay, m.queue_id, m.first_seen.isoformat()] for m in Message.objects.all()}
 out = {
     "events": sorted([e.time.isoformat(), str(e.day), e.sender, e.status, msgs.get(e.message_id),
@@ -32,6 +32,8 @@ out = {
                         m.sasl_username, m.removed_at and m.removed_at.isoformat(),
                         msgs.get(m.origin_id)] for m in Message.objects.all()),
     "aliases": sorted(LoginAlias.objects.values_list("login", "sender")),
+    "positions": sorted(LogFile.objects.values_list("fingerprint", "position", "tail")),
+    "parts": sorted(RelayPart.objects.values_list("logfile__fingerprint", "relay", "position")),
 }
 print(json.dumps(out))
 """
@@ -109,8 +111,12 @@ def dump(url: str, var_dir: Path) -> dict:
 
 
 def lines_read(url: str) -> int:
-    """Lines committed so far, read straight from the database (no Django start-up)."""
-    sql = "SELECT COALESCE(SUM(lines), 0) FROM smtplog_logfile"
+    """Lines committed so far, read straight from the database (no Django start-up): the
+    files', and the relays' parts of central logs read side by side."""
+    sql = (
+        "SELECT (SELECT COALESCE(SUM(lines), 0) FROM smtplog_logfile)"
+        " + (SELECT COALESCE(SUM(lines), 0) FROM smtplog_relaypart)"
+    )
     if url.startswith("postgres://"):
         import psycopg
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import zoneinfo
+from pathlib import Path
 
 import pytest
 
 from smtplog.ingest import parallel
-from smtplog.models import Event, LoginAlias
+from smtplog.models import Event, LogFile, LoginAlias, RelayPart
 from tests import services
-from tests.ingest.conftest import counts, event_rows, run, write_log
+from tests.ingest.conftest import central_log, counts, event_rows, run, write_log
 from tests.ingest.test_accuracy import expected_counts
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -33,7 +34,7 @@ def side_by_side(settings, monkeypatch):
 
     def spy(groups, *args, **kwargs):
         done, leftover = real(groups, *args, **kwargs)
-        runs.append({"relays": sorted(relay for relay, _ in groups), "leftover": leftover})
+        runs.append({"relays": sorted(group.relay for group in groups), "leftover": leftover})
         return done, leftover
 
     monkeypatch.setattr(parallel, "run", spy)
@@ -84,8 +85,13 @@ def test_a_login_learnt_on_one_relay_attributes_failures_on_another(side_by_side
 
 
 def test_a_file_holding_lines_of_another_relay_is_read_on_in_one_process(
-    side_by_side, tmp_path, settings
+    side_by_side, tmp_path, settings, monkeypatch
 ):
+    """A line of another relay past the start the plan looks at (else the file is read
+    as a central log: see below)."""
+    from smtplog.ingest import plan
+
+    monkeypatch.setattr(plan, "_PROBE_BYTES", 4096)
     settings.SMTPLOG_INGEST_BATCH_LINES = 100
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -154,3 +160,97 @@ def test_no_lock_outlives_a_run(side_by_side, tmp_path):
             assert other.execute("SELECT pg_try_advisory_lock(%s)", [WRITERS_LOCK]).fetchone()[0]
             other.execute("SELECT pg_advisory_unlock(%s)", [WRITERS_LOCK])
     assert len(side_by_side) == 2
+
+
+def central_month(tmp_path, **options) -> tuple[Path, Path]:
+    """A generated month of three relays, as per-relay files and as one central log."""
+    from smtplog.sample import generate
+
+    out = tmp_path / "maillog"
+    generate(out, days=31, end=dt.date(2026, 11, 27), relays=3, **options)
+    return out, central_log(out, tmp_path / "loghost")
+
+
+def test_a_central_log_of_three_relays_is_read_side_by_side_and_counted_exactly(
+    side_by_side, tmp_path
+):
+    out, central = central_month(tmp_path, messages_per_day=120, seed=11)
+    summary = run(central / "mail.log*")
+    assert side_by_side == [{"relays": ["smtp1", "smtp2", "smtp3"], "leftover": []}]
+    assert not summary.errors
+    assert summary.lines == json.loads((out / "expected.json").read_text())["lines"]
+    assert counts() == expected_counts(out)
+    assert not RelayPart.objects.exists()  # every relay read to the files' ends
+    ends = {f.name: f.stat().st_size for f in central.iterdir() if f.suffix != ".gz"}
+    for logfile in LogFile.objects.all():
+        if Path(logfile.path).name in ends:
+            assert logfile.position == ends[Path(logfile.path).name]
+    stored = event_rows()
+    run(central / "mail.log*")  # nothing new: nothing changes
+    assert event_rows() == stored
+
+
+def test_a_relay_the_first_lines_do_not_show_is_read_with_the_smallest(
+    side_by_side, tmp_path, settings, monkeypatch
+):
+    """The plan sees smtp1 and smtp2 at the start of the central log; smtp3 logs only
+    later: the worker of the smallest relay seen reads its lines too."""
+    from smtplog.ingest import plan
+
+    monkeypatch.setattr(plan, "_PROBE_BYTES", 4096)
+    settings.SMTPLOG_INGEST_BATCH_LINES = 100
+    head = "".join(
+        SUCCESS.format(relay="smtp2" if i % 8 == 1 else "smtp1").replace("CCCC3", f"AA{i:04d}")
+        for i in range(45)
+    )
+    late = SUCCESS.format(relay="smtp3").replace("CCCC3", "DDDD4") + FAILURES.format(relay="smtp3")
+    write_log(tmp_path / "mail.log", head + late, MTIME)
+    summary = run(tmp_path / "mail.log")
+    assert side_by_side[0]["relays"] == ["smtp1", "smtp2"]
+    assert side_by_side[0]["leftover"] == []
+    assert not summary.errors
+    dave = "dave@math.nthu.edu.tw"
+    assert counts() == {
+        (dave, "2026-06-10", "auth_blk"): 1,
+        (dave, "2026-06-12", "auth_blk"): 1,
+        (dave, "2026-06-11", "auth_rcv"): 46,
+        (dave, "2026-06-11", "sent"): 46,
+    }
+    assert Event.objects.filter(relay="smtp3").count() == 4
+
+
+def test_a_relay_left_behind_in_a_central_log_is_caught_up_in_one_process(
+    side_by_side, tmp_path, settings, monkeypatch
+):
+    """The workers of the relays read apart fail partway through the central log, while
+    the smallest relay's reads to its end: the next run, in one process, reads each
+    relay's lines on from its part's position, and no line twice."""
+    from django.db import OperationalError
+
+    from smtplog.ingest import reading
+    from smtplog.ingest.run import IngestFailed
+
+    out, central = central_month(tmp_path, messages_per_day=60, seed=3)
+    settings.SMTPLOG_INGEST_BATCH_LINES = 500
+    real_keep = reading.Share.keep
+    calls = {"n": 0}
+
+    def failing_keep(share, lines):
+        if share.part:
+            calls["n"] += 1  # (each worker process counts in its own copy)
+            if calls["n"] > 8:
+                raise OperationalError(f"{share.relay}'s worker breaks down")
+        return real_keep(share, lines)
+
+    monkeypatch.setattr(reading.Share, "keep", failing_keep)
+    with pytest.raises(IngestFailed, match="worker breaks down"):
+        run(central / "mail.log*")
+    assert RelayPart.objects.filter(position__gt=0).exists()  # read partway
+    assert counts() != expected_counts(out)
+    monkeypatch.setattr(reading.Share, "keep", real_keep)
+    settings.SMTPLOG_INGEST_WORKERS = 1
+    summary = run(central / "mail.log*")
+    assert not summary.errors
+    assert counts() == expected_counts(out)
+    assert not RelayPart.objects.exists()
+    assert not Event.objects.filter(sender="").exists()
