@@ -110,6 +110,14 @@ def dump(url: str, var_dir: Path) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def open_parts(url: str) -> int:
+    """The relays' parts of central logs open (PostgreSQL)."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgres://", "postgresql://", 1)) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM smtplog_relaypart").fetchone()[0])
+
+
 def lines_read(url: str) -> int:
     """Lines committed so far, read straight from the database (no Django start-up): the
     files', and the relays' parts of central logs read side by side."""

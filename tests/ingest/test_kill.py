@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests import services
+from tests.ingest.conftest import central_log
 from tests.ingest.scratch import (
     drop_database,
     dump,
     lines_read,
     manage,
+    open_parts,
     popen,
     scratch_database,
 )
@@ -58,9 +60,32 @@ def mode(request, monkeypatch):
 def test_killed_runs_resumed_give_the_database_of_one_clean_run(
     sample_month, databases, tmp_path, monkeypatch, mode
 ):
+    kill_and_resume(str(sample_month / "*" / "mail.log*"), databases, tmp_path, monkeypatch)
+
+
+def test_killed_runs_of_a_central_log_resumed_give_the_database_of_one_clean_run(
+    databases, tmp_path, monkeypatch
+):
+    """The relays of one central log read side by side, each keeping its own position."""
+    import datetime as dt
+
+    from smtplog.sample import generate
+
+    services.require_postgres()
+    monkeypatch.setenv("SMTPLOG_INGEST_PARALLEL_BYTES", "0")
+    out = tmp_path / "maillog"
+    generate(out, days=4, end=dt.date(2026, 11, 27), relays=3, messages_per_day=150, seed=7)
+    central = central_log(out, tmp_path / "loghost")
+    parts_left = kill_and_resume(str(central / "mail.log*"), databases, tmp_path, monkeypatch)
+    assert any(parts_left), "no kill landed while the relays were read apart"
+
+
+def kill_and_resume(glob: str, databases, tmp_path, monkeypatch) -> list[int]:
+    """Kill -9 ingestion runs over `glob` at six random points, then run it to the end:
+    the database must equal that of one clean run. Returns how many relays' parts of
+    central logs each kill left open."""
     # Small batches: many commits, so the kills land between and inside them.
     monkeypatch.setenv("SMTPLOG_INGEST_BATCH_LINES", "300")
-    glob = str(sample_month / "*" / "mail.log*")
     clean = databases()
     manage(clean, tmp_path, "ingest_maillog", "--no-progress", glob)
     total = lines_read(clean)
@@ -70,6 +95,7 @@ def test_killed_runs_resumed_give_the_database_of_one_clean_run(
     # have been committed, plus a random moment into the next batch.
     targets = sorted(rng.uniform(0.05, 0.8) * total for _ in range(6))
     kills = 0
+    parts_left: list[int] = []
     for target in targets:
         proc = popen(killed, tmp_path, "ingest_maillog", "--no-progress", glob)
         while proc.poll() is None and lines_read(killed) < target:
@@ -79,10 +105,12 @@ def test_killed_runs_resumed_give_the_database_of_one_clean_run(
             proc.kill()  # SIGKILL: no cleanup, no atexit, mid-transaction
             kills += 1
         proc.wait()
+        parts_left.append(open_parts(killed))
     assert 0 < lines_read(killed) < total
     manage(killed, tmp_path, "ingest_maillog", "--no-progress", glob)
     assert kills >= 5, "the runs finished before they could be killed five times"
     assert dump(killed, tmp_path) == dump(clean, tmp_path)
+    return parts_left
 
 
 def test_two_ingesters_at_once_count_nothing_twice(sample_month, databases, tmp_path, mode):
