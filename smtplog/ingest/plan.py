@@ -107,8 +107,20 @@ def relay_groups(paths: list[str], sources: dict, unread: dict[str, int], tz) ->
     for relay, relay_paths in whole.items():
         groups[relay].reads += [(path, Share(relay=relay)) for path in relay_paths]
     if central:
-        rest = min((r for r in sizes if any(r in c for c in central.values())), key=sizes.get)
-        apart = frozenset(r for relays in central.values() for r in relays) - {rest}
+        # A relay with a part left by a stopped run keeps reading from it: it is read
+        # apart again, and the rest is a relay read up to the file's own position.
+        parted = set(
+            RelayPart.objects.filter(
+                logfile__fingerprint__in=[sources[path].fingerprint for path in central]
+            ).values_list("relay", flat=True)
+        )
+        seen = {r for relays in central.values() for r in relays}
+        if not seen - parted:
+            return None  # every relay has its part: read on in one process
+        rest = min(seen - parted, key=sizes.get)
+        apart = frozenset(seen | parted) - {rest}
+        for relay in parted - seen:
+            groups.setdefault(relay, Group(relay))
         groups[rest].rest = apart
         for path in central:
             _open_parts(sources[path], apart)

@@ -261,14 +261,19 @@ class _Reader:
         if len(self.rows) > 1:  # in one process: the parts the file's position caught up end
             close_parts(self.logfile.pk)
             rest = self.stored[id(self.logfile)]
-            self.rows = [r for r in self.rows if r is self.logfile or self.stored[id(r)] > rest]
-            self.parts = {relay: at for relay, at in self.parts.items() if at > rest}
+            self.rows = [r for r in self.rows if r is self.logfile or self.stored[id(r)] != rest]
+            if len(self.rows) == 1:
+                self.parts = {}  # every relay's lines from the file's position on
 
 
 def close_parts(logfile: int | None = None) -> None:
-    """End the relays' parts of central logs (of one file, or of all) that the file's own
-    position reached: their lines count in the file's, and the rows go."""
-    parts = RelayPart.objects.filter(position__lte=F("logfile__position"))
+    """End the relays' parts of central logs (of one file, or of all) that stand where
+    the file's own position stands: their lines count in the file's, and the rows go.
+
+    Not a part behind the file's position (its relay's lines from there to the file's
+    position are not read yet: the file's position moved on without them), nor one ahead.
+    """
+    parts = RelayPart.objects.filter(position=F("logfile__position"))
     if logfile is not None:
         parts = parts.filter(logfile=logfile)
     for pk, lines in parts.values_list("logfile", "lines"):

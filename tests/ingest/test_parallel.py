@@ -10,11 +10,12 @@ import zoneinfo
 from pathlib import Path
 
 import pytest
+from django.db.models import F
 
 from smtplog.ingest import parallel
 from smtplog.models import Event, LogFile, LoginAlias, RelayPart
 from tests import services
-from tests.ingest.conftest import central_log, counts, event_rows, run, write_log
+from tests.ingest.conftest import counts, event_rows, run, write_log
 from tests.ingest.test_accuracy import expected_counts
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -163,12 +164,20 @@ def test_no_lock_outlives_a_run(side_by_side, tmp_path):
 
 
 def central_month(tmp_path, **options) -> tuple[Path, Path]:
-    """A generated month of three relays, as per-relay files and as one central log."""
+    """A generated month of three relays of uneven traffic in one central log."""
     from smtplog.sample import generate
 
     out = tmp_path / "maillog"
-    generate(out, days=31, end=dt.date(2026, 11, 27), relays=3, **options)
-    return out, central_log(out, tmp_path / "loghost")
+    generate(
+        out,
+        days=31,
+        end=dt.date(2026, 11, 27),
+        relays=3,
+        layout="central",
+        relay_weights=(55, 30, 15),
+        **options,
+    )
+    return out, out / "loghost"
 
 
 def test_a_central_log_of_three_relays_is_read_side_by_side_and_counted_exactly(
@@ -219,12 +228,14 @@ def test_a_relay_the_first_lines_do_not_show_is_read_with_the_smallest(
     assert Event.objects.filter(relay="smtp3").count() == 4
 
 
-def test_a_relay_left_behind_in_a_central_log_is_caught_up_in_one_process(
-    side_by_side, tmp_path, settings, monkeypatch
+@pytest.mark.parametrize("next_run", ["one process", "side by side"])
+def test_relays_left_behind_in_a_central_log_are_caught_up(
+    side_by_side, tmp_path, settings, monkeypatch, next_run
 ):
-    """The workers of the relays read apart fail partway through the central log, while
-    the smallest relay's reads to its end: the next run, in one process, reads each
-    relay's lines on from its part's position, and no line twice."""
+    """smtp2's worker (its relay read apart) fails near the end of the month, while the
+    others read on to the end: the next run (in one process, or side by side again,
+    whichever relay the plan then finds smallest) reads smtp2's lines on from its part's
+    position, and no line twice."""
     from django.db import OperationalError
 
     from smtplog.ingest import reading
@@ -233,22 +244,21 @@ def test_a_relay_left_behind_in_a_central_log_is_caught_up_in_one_process(
     out, central = central_month(tmp_path, messages_per_day=60, seed=3)
     settings.SMTPLOG_INGEST_BATCH_LINES = 500
     real_keep = reading.Share.keep
-    calls = {"n": 0}
 
     def failing_keep(share, lines):
-        if share.part:
-            calls["n"] += 1  # (each worker process counts in its own copy)
-            if calls["n"] > 8:
-                raise OperationalError(f"{share.relay}'s worker breaks down")
+        if share.part and share.relay == "smtp2" and lines[0].startswith(b"Nov 26"):
+            raise OperationalError("smtp2's worker breaks down")
         return real_keep(share, lines)
 
     monkeypatch.setattr(reading.Share, "keep", failing_keep)
-    with pytest.raises(IngestFailed, match="worker breaks down"):
+    with pytest.raises(IngestFailed, match="smtp2's worker breaks down"):
         run(central / "mail.log*")
-    assert RelayPart.objects.filter(position__gt=0).exists()  # read partway
+    behind = RelayPart.objects.filter(position__lt=F("logfile__position"))
+    assert {part.relay for part in behind} == {"smtp2"}
     assert counts() != expected_counts(out)
     monkeypatch.setattr(reading.Share, "keep", real_keep)
-    settings.SMTPLOG_INGEST_WORKERS = 1
+    if next_run == "one process":
+        settings.SMTPLOG_INGEST_WORKERS = 1
     summary = run(central / "mail.log*")
     assert not summary.errors
     assert counts() == expected_counts(out)
