@@ -109,13 +109,32 @@ class Share:
     exclude: frozenset[str] = frozenset()
 
     def keep(self, lines: list[bytes]) -> list[bytes]:
-        """The lines of a batch this reader parses (a worker of a central log's relays)."""
+        """The lines of a batch this reader parses (a worker of a central log's relays).
+
+        A classic timestamp ("Mmm dd hh:mm:ss ") puts the host at byte 16: told there
+        with bytes methods, a line costs a third of line_host() (the worker of a relay
+        reads every line of the central log, most of them to drop).
+        """
         if self.part:
             host = self.relay.encode()
-            return [line for line in lines if line_host(line) == host]
+            classic = host + b" "
+            return [
+                line
+                for line in lines
+                if line.startswith(classic, 16)
+                or (not line.startswith(b" ", 15) and line_host(line) == host)
+            ]
         if self.exclude:
             hosts = {relay.encode() for relay in self.exclude}
-            return [line for line in lines if line_host(line) not in hosts]
+            kept = []
+            for line in lines:
+                if line.startswith(b" ", 15):
+                    host = line[16 : line.find(b" ", 16)]
+                else:
+                    host = line_host(line)
+                if host not in hosts:
+                    kept.append(line)
+            return kept
         return lines
 
 
