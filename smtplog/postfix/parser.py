@@ -728,22 +728,3 @@ _HANDLERS: dict[str, Handler] = {
     "retry": _delivery,
     "discard": _delivery,
 }
-
-
-def line_host(line: bytes) -> bytes | None:
-    """The host field of a syslog line, without decoding it (None: it has none)."""
-    if len(line) < 24:
-        return None
-    first = line[0]
-    if 65 <= first <= 90 and line[15:16] == b" ":  # classic "Mmm dd hh:mm:ss host"
-        start = 16
-    elif 65 <= first <= 90 and line[14:15] == b" " and line[5:6] == b" ":
-        start = 15  # "Mmm d hh:mm:ss host"
-    elif 48 <= first <= 57 and line[10:11] == b"T" and line[4:5] == b"-":
-        start = line.find(b" ") + 1  # RFC 3339
-    elif 48 <= first <= 57 and line[4:5] == b" ":
-        start = line.find(b" ", 20) + 1  # "YYYY Mmm dd hh:mm:ss[.fff] host"
-    else:
-        return None
-    end = line.find(b" ", start)
-    return line[start:end] if start > 0 and end > start else None
