@@ -3,6 +3,7 @@ files go to which worker process (one relay's files to one worker)."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -15,8 +16,10 @@ from smtplog.ingest.summary import Summary
 from smtplog.models import LogFile, RelayPart
 from smtplog.postfix.parser import LineParser
 
-# Lines read from the start of a file to find which relay it belongs to.
-_PROBE_BYTES = 1 << 20
+# Read from the start of each file, before the workers start, to find which relays log in
+# it and their shares (a few hundred lines: the plan reads every file's start in one
+# process, so 1 MiB of each of a month's 96 files delayed the workers by seconds).
+_PROBE_BYTES = 64 << 10
 
 
 def survey(paths: list[str], summary: Summary) -> tuple[dict, dict[str, int]]:
@@ -47,8 +50,8 @@ def survey(paths: list[str], summary: Summary) -> tuple[dict, dict[str, int]]:
 class Group:
     """What one worker process reads: `relay`'s files, and its lines of central logs.
 
-    The group of a central log's smallest relay (`rest`: the relays read apart) reads
-    the lines of every relay but those, and keeps the file's own position.
+    The rest's group of central logs (`rest`: the relays read apart) reads the lines of
+    every relay but those, and keeps the file's own position.
     """
 
     relay: str
@@ -103,33 +106,54 @@ def relay_groups(paths: list[str], sources: dict, unread: dict[str, int], tz) ->
                 sizes[relay] += unread[path] * n // lines
     if len(sizes) < 2:
         return None
-    groups = {relay: Group(relay, size=sizes[relay]) for relay in sizes}
-    for relay, relay_paths in whole.items():
-        groups[relay].reads += [(path, Share(relay=relay)) for path in relay_paths]
+    groups: dict[str, Group] = {}
+    rest: set[str] = set()  # the relays of central logs read by the rest's worker
     if central:
-        # A relay with a part left by a stopped run keeps reading from it: it is read
-        # apart again, and the rest is a relay read up to the file's own position.
-        parted = set(
-            RelayPart.objects.filter(
-                logfile__fingerprint__in=[sources[path].fingerprint for path in central]
-            ).values_list("relay", flat=True)
-        )
-        seen = {r for relays in central.values() for r in relays}
-        if not seen - parted:
+        apart, rest = _apart(central, sources, sizes)
+        if not rest:
             return None  # every relay has its part: read on in one process
-        rest = min(seen - parted, key=sizes.get)
-        apart = frozenset(seen | parted) - {rest}
-        for relay in parted - seen:
-            groups.setdefault(relay, Group(relay))
-        groups[rest].rest = apart
+        head = Group(max(rest, key=sizes.get), rest=apart)  # named by its largest relay
+        groups[head.relay] = head
         for path in central:
             _open_parts(sources[path], apart)
-            groups[rest].reads.append((path, Share(exclude=apart)))
+            head.reads.append((path, Share(exclude=apart)))
             for relay in apart:
-                groups[relay].reads.append((path, Share(relay=relay, part=True)))
+                groups.setdefault(relay, Group(relay)).reads.append(
+                    (path, Share(relay=relay, part=True))
+                )
+    for relay, relay_paths in whole.items():
+        # (one process correlates a relay: the rest's worker reads its files too)
+        name = max(rest, key=sizes.get) if relay in rest else relay
+        group = groups.setdefault(name, Group(relay))
+        group.reads += [(path, Share(relay=relay)) for path in relay_paths]
     for group in groups.values():
         group.reads.sort(key=lambda read: files.rotation_key(read[0]))
+        group.size = sum(sizes[r] for r in rest) if group.rest else sizes[group.relay]
+    if len(groups) < 2:
+        return None
     return sorted(groups.values(), key=lambda group: -group.size)
+
+
+def _apart(central: dict[str, Counter], sources: dict, sizes: Counter) -> tuple[frozenset, set]:
+    """The relays of central logs read apart (each by a worker of its own), and the rest.
+
+    As many workers as the machine has cores, at most: each reads the whole file to keep
+    its relay's lines, so one more than the cores would cost a read and save nothing. The
+    largest relays go apart. A relay with a part left by a stopped run is read apart
+    again (it reads on from its part's position; the rest from the file's).
+    """
+    parted = set(
+        RelayPart.objects.filter(
+            logfile__fingerprint__in=[sources[path].fingerprint for path in central]
+        ).values_list("relay", flat=True)
+    )
+    seen = {relay for relays in central.values() for relay in relays}
+    slots = min(settings.SMTPLOG_INGEST_WORKERS, os.cpu_count() or 1) - 1
+    others = sorted(seen - parted, key=sizes.get, reverse=True)
+    apart = set(parted)
+    while len(apart) < slots and len(others) > 1:
+        apart.add(others.pop(0))
+    return frozenset(apart), set(others)
 
 
 def _open_parts(source: files.LogSource, relays: frozenset[str]) -> None:
@@ -152,7 +176,7 @@ def _open_parts(source: files.LogSource, relays: frozenset[str]) -> None:
 
 
 def _relays(source: files.LogSource, tz) -> Counter:
-    """The relay hosts of the file's Postfix lines within its first MiB, and how many."""
+    """The relay hosts of the Postfix lines at the file's start, and how many."""
     parser = LineParser(tz)
     read = 0
     relays: Counter = Counter()

@@ -56,7 +56,7 @@ def ingest(patterns: list[str], progress: Progress | None = None, wait: bool = T
                 paths = sorted(paths, key=files.rotation_key)
             if paths:
                 correlator = persist.load_correlator(tz, settings.SMTPLOG_INTERNAL_NEXT_HOPS)
-                with Writer() as writer:
+                with Writer(threaded=False) as writer:
                     waiting: set[tuple] = set()  # logs whose older file could not be read
                     for path in paths:
                         if files.log_key(path) in waiting:
