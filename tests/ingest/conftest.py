@@ -50,3 +50,22 @@ def event_rows() -> list[tuple]:
             "sender", "day", "status", "relay", "queue_id", "recipient", "client_ip", "response"
         )
     )
+
+
+def central_month(tmp_path: Path, days: int, messages_per_day: int, seed: int) -> tuple[Path, Path]:
+    """A generated month (ending 2026-11-27) of three relays of uneven traffic (55/30/15)
+    in one log host's central log: the sample's directory, and the log's."""
+    from smtplog.sample import generate
+
+    out = tmp_path / "maillog"
+    generate(
+        out,
+        days=days,
+        end=dt.date(2026, 11, 27),
+        relays=3,
+        messages_per_day=messages_per_day,
+        seed=seed,
+        layout="central",
+        relay_weights=(55, 30, 15),
+    )
+    return out, out / "loghost"

@@ -111,20 +111,21 @@ def dump(url: str, var_dir: Path) -> dict:
 
 
 def open_parts(url: str) -> int:
-    """The relays' parts of central logs open (PostgreSQL)."""
-    import psycopg
-
-    with psycopg.connect(url.replace("postgres://", "postgresql://", 1)) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM smtplog_relaypart").fetchone()[0])
+    """The relays' parts of central logs open."""
+    return _count(url, "SELECT COUNT(*) FROM smtplog_relaypart")
 
 
 def lines_read(url: str) -> int:
     """Lines committed so far, read straight from the database (no Django start-up): the
     files', and the relays' parts of central logs read side by side."""
-    sql = (
+    return _count(
+        url,
         "SELECT (SELECT COALESCE(SUM(lines), 0) FROM smtplog_logfile)"
-        " + (SELECT COALESCE(SUM(lines), 0) FROM smtplog_relaypart)"
+        " + (SELECT COALESCE(SUM(lines), 0) FROM smtplog_relaypart)",
     )
+
+
+def _count(url: str, sql: str) -> int:
     if url.startswith("postgres://"):
         import psycopg
 

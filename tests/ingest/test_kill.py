@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import services
+from tests.ingest.conftest import central_month
 from tests.ingest.scratch import (
     drop_database,
     dump,
@@ -67,24 +68,9 @@ def test_killed_runs_of_a_central_log_resumed_give_the_database_of_one_clean_run
 ):
     """The relays of one central log (of uneven traffic) read side by side, each keeping
     its own position."""
-    import datetime as dt
-
-    from smtplog.sample import generate
-
     services.require_postgres()
     monkeypatch.setenv("SMTPLOG_INGEST_PARALLEL_BYTES", "0")
-    out = tmp_path / "maillog"
-    generate(
-        out,
-        days=4,
-        end=dt.date(2026, 11, 27),
-        relays=3,
-        messages_per_day=150,
-        seed=7,
-        layout="central",
-        relay_weights=(55, 30, 15),
-    )
-    central = out / "loghost"
+    _, central = central_month(tmp_path, days=4, messages_per_day=150, seed=7)
     # (smaller batches: three workers commit by turns, and a run ends sooner)
     glob = str(central / "mail.log*")
     parts_left = kill_and_resume(glob, databases, tmp_path, monkeypatch, batch_lines=150)

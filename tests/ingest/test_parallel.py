@@ -16,7 +16,7 @@ from django.db.models import F
 from smtplog.ingest import parallel
 from smtplog.models import Event, LogFile, LoginAlias, RelayPart
 from tests import services
-from tests.ingest.conftest import counts, event_rows, run, write_log
+from tests.ingest.conftest import central_month, counts, event_rows, run, write_log
 from tests.ingest.test_accuracy import expected_counts
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -164,27 +164,10 @@ def test_no_lock_outlives_a_run(side_by_side, tmp_path):
     assert len(side_by_side) == 2
 
 
-def central_month(tmp_path, **options) -> tuple[Path, Path]:
-    """A generated month of three relays of uneven traffic in one central log."""
-    from smtplog.sample import generate
-
-    out = tmp_path / "maillog"
-    generate(
-        out,
-        days=31,
-        end=dt.date(2026, 11, 27),
-        relays=3,
-        layout="central",
-        relay_weights=(55, 30, 15),
-        **options,
-    )
-    return out, out / "loghost"
-
-
 def test_a_central_log_of_three_relays_is_read_side_by_side_and_counted_exactly(
     side_by_side, tmp_path
 ):
-    out, central = central_month(tmp_path, messages_per_day=120, seed=11)
+    out, central = central_month(tmp_path, days=31, messages_per_day=120, seed=11)
     summary = run(central / "mail.log*")
     # smtp1 (55 %) apart, and as many more as there are cores but one; the rest together
     [parallel_run] = side_by_side
@@ -246,7 +229,7 @@ def test_relays_left_behind_in_a_central_log_are_caught_up(
     from smtplog.ingest import reading
     from smtplog.ingest.run import IngestFailed
 
-    out, central = central_month(tmp_path, messages_per_day=60, seed=3)
+    out, central = central_month(tmp_path, days=31, messages_per_day=60, seed=3)
     settings.SMTPLOG_INGEST_BATCH_LINES = 500
     monkeypatch.setattr(os, "cpu_count", lambda: 4)  # smtp2 apart too, in a forked worker
     real_keep = reading.Share.keep
