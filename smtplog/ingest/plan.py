@@ -20,6 +20,7 @@ from smtplog.postfix.parser import LineParser
 # it and their shares (a few hundred lines: the plan reads every file's start in one
 # process, so 1 MiB of each of a month's 96 files delayed the workers by seconds).
 _PROBE_BYTES = 64 << 10
+_ONE_RELAY = 100
 
 
 def survey(paths: list[str], summary: Summary) -> tuple[dict, dict[str, int]]:
@@ -176,7 +177,12 @@ def _open_parts(source: files.LogSource, relays: frozenset[str]) -> None:
 
 
 def _relays(source: files.LogSource, tz) -> Counter:
-    """The relay hosts of the Postfix lines at the file's start, and how many."""
+    """The relay hosts of the Postfix lines at the file's start, and how many.
+
+    A file whose first _ONE_RELAY records are all of one relay is that relay's: the
+    lines of a central log's relays alternate within far fewer (a relay with a tenth of
+    the traffic is missing from 100 lines once in 37,000 files).
+    """
     parser = LineParser(tz)
     read = 0
     relays: Counter = Counter()
@@ -188,6 +194,8 @@ def _relays(source: files.LogSource, tz) -> Counter:
             rec = parser.parse(line)
             if rec is not None:
                 relays[rec.host] += 1
+                if len(relays) == 1 and relays[rec.host] >= _ONE_RELAY:
+                    break
     return relays
 
 

@@ -221,7 +221,7 @@ def test_relays_left_behind_in_a_central_log_are_caught_up(
     side_by_side, tmp_path, settings, monkeypatch, next_run
 ):
     """smtp2's worker (its relay read apart) fails near the end of the month, while the
-    others read on to the end: the next run (in one process, or side by side again,
+    others read on: the next run (in one process, or side by side again,
     whichever relay the plan then finds smallest) reads smtp2's lines on from its part's
     position, and no line twice."""
     from django.db import OperationalError
@@ -242,8 +242,9 @@ def test_relays_left_behind_in_a_central_log_are_caught_up(
     monkeypatch.setattr(reading.Share, "keep", failing_keep)
     with pytest.raises(IngestFailed, match="smtp2's worker breaks down"):
         run(central / "mail.log*")
+    # (smtp1's worker too, when the failure was in this process: the others are stopped)
     behind = RelayPart.objects.filter(position__lt=F("logfile__position"))
-    assert {part.relay for part in behind} == {"smtp2"}
+    assert "smtp2" in {part.relay for part in behind}
     assert counts() != expected_counts(out)
     monkeypatch.setattr(reading.Share, "keep", real_keep)
     monkeypatch.undo()  # (the machine's own cores)
