@@ -167,8 +167,10 @@ def _recent_events(
 class Batch:
     """One commit's worth of writes, as plain values: safe to hand to another thread."""
 
-    new_messages: list[MessageRow] = field(default_factory=list)
-    changed_messages: list[MessageRow] = field(default_factory=list)
+    # Message and event rows: plain tuples in MESSAGE_COLUMNS / EVENT_COLUMNS order, built
+    # by those names; read by name as MessageRow where a writer looks into one.
+    new_messages: list[tuple] = field(default_factory=list)
+    changed_messages: list[tuple] = field(default_factory=list)
     events: list[tuple] = field(default_factory=list)  # in EVENT_COLUMNS order
     delta: Counter = field(default_factory=Counter)
     resolved: list[tuple[int, str]] = field(default_factory=list)  # (message pk, sender)
@@ -308,7 +310,7 @@ def _write_messages(batch: Batch) -> dict[int, dt.datetime]:
     taken = set(_stored_keys(batch.new_messages))
     moved: dict[int, dt.datetime] = {}
     new = []
-    for row in batch.new_messages:
+    for row in map(MessageRow._make, batch.new_messages):
         first_seen = row.first_seen
         while (row.relay, row.queue_id, first_seen) in taken:
             first_seen += dt.timedelta(microseconds=1)
@@ -321,7 +323,7 @@ def _write_messages(batch: Batch) -> dict[int, dt.datetime]:
     return moved
 
 
-def _write_message_rows(new_rows: list[MessageRow], old_rows: list[MessageRow]) -> None:
+def _write_message_rows(new_rows: list[tuple], old_rows: list[tuple]) -> None:
     if connection.vendor == "postgresql":
         _pg_insert_messages(new_rows)
         _pg_update_messages(old_rows)
@@ -330,9 +332,9 @@ def _write_message_rows(new_rows: list[MessageRow], old_rows: list[MessageRow]) 
         _sql_update_messages(old_rows)
 
 
-def _stored_keys(rows: list[MessageRow]) -> list[tuple]:
+def _stored_keys(rows: list[tuple]) -> list[tuple]:
     """(relay, queue ID, first seen) of the stored messages with the rows' queue IDs."""
-    keys = {(row.relay, row.queue_id) for row in rows}
+    keys = {(row.relay, row.queue_id) for row in map(MessageRow._make, rows)}
     stored = Message.objects.filter(queue_id__in={q for _, q in keys}).values_list(*MESSAGE_KEY)
     return [key for key in stored if key[:2] in keys]
 
@@ -359,16 +361,19 @@ def _insert_events(rows: list[tuple]) -> None:
         )
 
 
-def _message_row(m: MessageState) -> MessageRow:
-    return MessageRow._make(_message_values(m))
+def _message_row(m: MessageState) -> tuple:
+    # A plain tuple on the hot path (every changed message of every batch): made as a
+    # MessageRow it took twice as long (0.6 against 0.3 µs), and COPY takes it in column
+    # order anyway.
+    return _message_values(m)
 
 
-def _pg_insert_messages(rows: list[MessageRow]) -> None:
+def _pg_insert_messages(rows: list[tuple]) -> None:
     if rows:
         _copy(MESSAGE_TABLE, MESSAGE_COLUMNS, MESSAGE_TYPES, rows)
 
 
-def _pg_update_messages(rows: list[MessageRow]) -> None:
+def _pg_update_messages(rows: list[tuple]) -> None:
     """COPY into a temporary table, then one UPDATE ... FROM it."""
     if not rows:
         return
@@ -391,7 +396,7 @@ def _sqlite_times(rows: list[tuple]) -> list[tuple]:
     return [tuple(adapt(v) if isinstance(v, dt.datetime) else v for v in row) for row in rows]
 
 
-def _sql_insert_messages(rows: list[MessageRow]) -> None:
+def _sql_insert_messages(rows: list[tuple]) -> None:
     if rows:
         marks = ", ".join(["%s"] * len(MESSAGE_COLUMNS))
         with connection.cursor() as cursor:
@@ -401,14 +406,14 @@ def _sql_insert_messages(rows: list[MessageRow]) -> None:
             )
 
 
-def _sql_update_messages(rows: list[MessageRow]) -> None:
+def _sql_update_messages(rows: list[tuple]) -> None:
     if rows:
         sets = ", ".join(f"{c} = %s" for c in MESSAGE_CHANGES)
         changes = operator.attrgetter(*MESSAGE_CHANGES)
         with connection.cursor() as cursor:
             cursor.executemany(
                 f"UPDATE {MESSAGE_TABLE} SET {sets} WHERE id = %s",
-                _sqlite_times([(*changes(row), row.id) for row in rows]),
+                _sqlite_times([(*changes(r), r.id) for r in map(MessageRow._make, rows)]),
             )
 
 
