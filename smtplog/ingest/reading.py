@@ -164,10 +164,13 @@ def _ingest_file(
                 raise LeftToOneProcess(f"{path} changed")
             if share.part:
                 start = parts[share.relay].position
-        elif start != logfile.position and parts:  # rewritten: the parts mean nothing now
+        elif start is not None and start != logfile.position and parts:
+            # rewritten in place (see _start): the relays' positions mean nothing now
             RelayPart.objects.filter(logfile=logfile).delete()
             parts = {}
         if start is None:
+            if parts:  # read to its end by every relay (a stopped run could not say so)
+                close_parts(logfile.pk)
             return
         if size is not None and size != logfile.size:
             LogFile.objects.filter(pk=logfile.pk).update(size=size)
