@@ -56,6 +56,7 @@ from requests.adapters import HTTPAdapter
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.report import cpu_seconds, machine_busy_seconds  # noqa: E402
 from tests.deploy.stack import HOST, collectstatic, running_stack, site_env  # noqa: E402
 from tests.queries.processes import redis_server  # noqa: E402
 
@@ -143,23 +144,6 @@ class Visitor(User):
 def count_5xx(response=None, **_kwargs) -> None:
     if response is not None and getattr(response, "status_code", 0) >= 500:
         FIVE_XX["count"] += 1
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
-
-
-def machine_busy_seconds() -> float:
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:

@@ -121,3 +121,17 @@ def assert_email_contains():
         assert fragment in html, f"{fragment!r} not in the HTML part"
 
     return check
+
+
+@pytest.fixture
+def redis_program(transactional_db) -> str:
+    """The redis-server program, for a test that starts its own broker beside processes
+    (gunicorn, Celery workers) that open the test database themselves."""
+    from tests.services import require_postgres, require_program
+    from tests.worker import other_sessions, wait_until
+
+    require_postgres()
+    yield require_program("redis-server")
+    # Their sessions end a moment after the processes: let them, so the test database
+    # can be flushed and dropped.
+    wait_until(lambda: not other_sessions(), timeout=20, what="other sessions to close")

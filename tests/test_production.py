@@ -24,28 +24,11 @@ from alerts.models import Alert
 from queries.models import Query
 from smtplog.models import DailyCounter
 from tests.queries.processes import gunicorn, redis_server, saved_mail, smtp_sink
-from tests.services import require_postgres, require_program
-from tests.worker import database_url, running_worker, wait_until
+from tests.worker import database_url, other_sessions, running_worker, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker, pytest.mark.slow]
 
 CANARY = "canary.q7x2@cs.nthu.edu.tw"
-
-
-@pytest.fixture
-def redis_program(transactional_db) -> str:
-    require_postgres()  # gunicorn and the workers open the test database themselves
-    yield require_program("redis-server")
-    wait_until(lambda: not other_sessions(), timeout=20, what="other sessions to close")
-
-
-def other_sessions() -> list[int]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid()"
-        )
-        return [row[0] for row in cursor.fetchall()]
 
 
 def site_env(broker_url: str, smtp_port: int = 1, **more: str) -> dict[str, str]:

@@ -46,6 +46,17 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 60  # seconds; a cold start imports Django and connects to Redis in ~3 s
 
 
+def other_sessions() -> list[int]:
+    """Backend pids of the other sessions on the test database (the processes a test
+    started end theirs a moment after they exit)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def database_url() -> str:
     """DATABASE_URL of the database this test process uses (the test database)."""
     db = connection.settings_dict

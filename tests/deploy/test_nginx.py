@@ -13,13 +13,12 @@ import urllib.parse
 
 import pytest
 from captcha.models import CaptchaStore
-from django.db import connection
 
 from queries.models import Query
 from tests.deploy.stack import CAMPUS, HOST, OFF_CAMPUS, collectstatic, running_stack, site_env
 from tests.queries.processes import redis_server
 from tests.services import require_postgres, require_program
-from tests.worker import database_url, wait_until
+from tests.worker import database_url, other_sessions, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -72,15 +71,6 @@ def stack(transactional_db, static_root, tmp_path):
     ):
         yield stack
     wait_until(lambda: not other_sessions(), timeout=15, what="gunicorn's sessions to close")
-
-
-def other_sessions() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid()"
-        )
-        return cursor.fetchone()[0]
 
 
 def hidden(html: str, name: str) -> str:

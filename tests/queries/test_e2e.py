@@ -33,7 +33,6 @@ from smtplog.store import add_events
 from tests.browser import browser
 from tests.conftest import TZ, make_event
 from tests.queries.processes import gunicorn, redis_server, saved_mail, smtp_sink
-from tests.services import require_postgres, require_program
 from tests.worker import database_url, running_worker, wait_until
 
 pytestmark = [
@@ -45,24 +44,6 @@ pytestmark = [
 ]
 
 ADDRESS = "mei@cs.nthu.edu.tw"
-
-
-@pytest.fixture
-def redis_program(transactional_db) -> str:
-    require_postgres()  # gunicorn and the worker open the test database themselves
-    yield require_program("redis-server")
-    # Their sessions end a moment after the processes: let them, so the test database
-    # can be flushed and dropped.
-    wait_until(lambda: not other_sessions(), timeout=15, what="other sessions to close")
-
-
-def other_sessions() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = "
-            "current_database() AND pid <> pg_backend_pid()"
-        )
-        return cursor.fetchone()[0]
 
 
 @pytest.fixture
