@@ -192,8 +192,7 @@ class _Reader:
             self.rows = [logfile, *parts.values()]  # in one process: every row behind moves
         else:
             self.rows = [logfile]
-        # Where each row stands, as committed (in memory: updated after each batch).
-        self.stored = {id(row): row.position for row in self.rows}
+        # The rows' positions are kept in step with what each batch commits (_advance).
         # In one process, a relay with a part is read from its position, the others from
         # the file's: relay -> position, while any part is behind.
         self.parts = {r: part.position for r, part in parts.items()} if len(self.rows) > 1 else {}
@@ -253,7 +252,7 @@ class _Reader:
     def _unread(self, lines: list[bytes], offset: int) -> list[bytes]:
         """The lines not read before, in one process, of a central log whose relays were
         read apart: each relay's from its part's position on, the others' from the file's."""
-        parts, rest = self.parts, self.stored[id(self.logfile)]
+        parts, rest = self.parts, self.logfile.position
         taken = []
         for line in lines:
             host = line_host(line)
@@ -265,7 +264,7 @@ class _Reader:
     def _advance(self, new: int, *, tail: str, lines: int, year, last_month, last_time) -> None:
         """Move the rows behind `new` to it (in the batch's transaction)."""
         for row in self.rows:
-            old = self.stored[id(row)]
+            old = row.position
             if old >= new:
                 continue
             # (in one process, the lines count in the file's row alone)
@@ -278,12 +277,12 @@ class _Reader:
                 )
             else:
                 _advance_part(row, old=old, new=new, last_time=last_time, **state)
-            self.stored[id(row)] = new
+            row.position = new
             row.lines += added
         if len(self.rows) > 1:  # in one process: the parts the file's position caught up end
             close_parts(self.logfile.pk)
-            rest = self.stored[id(self.logfile)]
-            self.rows = [r for r in self.rows if r is self.logfile or self.stored[id(r)] != rest]
+            rest = self.logfile.position
+            self.rows = [r for r in self.rows if r is self.logfile or r.position != rest]
             if len(self.rows) == 1:
                 self.parts = {}  # every relay's lines from the file's position on
 
