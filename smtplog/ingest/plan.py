@@ -69,10 +69,10 @@ def relay_groups(paths: list[str], sources: dict, unread: dict[str, int], tz) ->
     """The files by relay, largest first, when they are worth reading side by side.
 
     A file of one relay goes to that relay's worker. A central log (the lines of several
-    relays in one file) is read by one worker per relay, each keeping its relay's lines
-    and read position (RelayPart), but the smallest relay's worker, which reads the lines
-    of every other relay as well (relays the first lines did not show) and keeps the
-    file's own position.
+    relays in one file) is read by a worker for each of its largest relays (_apart),
+    keeping that relay's lines and read position (RelayPart), and one for the rest,
+    which reads the lines of every other relay (relays the file's start did not show
+    too) and keeps the file's own position.
 
     None (read them in this process) on SQLite, inside a transaction (tests), with one
     relay or little to read, or when a file's relays cannot be told from its start.
@@ -109,6 +109,7 @@ def relay_groups(paths: list[str], sources: dict, unread: dict[str, int], tz) ->
         return None
     groups: dict[str, Group] = {}
     rest: set[str] = set()  # the relays of central logs read by the rest's worker
+    apart: frozenset[str] = frozenset()  # and those read by a worker of their own
     if central:
         apart, rest = _apart(central, sources, sizes)
         if not rest:
@@ -116,7 +117,6 @@ def relay_groups(paths: list[str], sources: dict, unread: dict[str, int], tz) ->
         head = Group(max(rest, key=sizes.get), rest=apart)  # named by its largest relay
         groups[head.relay] = head
         for path in central:
-            _open_parts(sources[path], apart)
             head.reads.append((path, Share(exclude=apart)))
             for relay in apart:
                 groups.setdefault(relay, Group(relay)).reads.append(
@@ -124,14 +124,15 @@ def relay_groups(paths: list[str], sources: dict, unread: dict[str, int], tz) ->
                 )
     for relay, relay_paths in whole.items():
         # (one process correlates a relay: the rest's worker reads its files too)
-        name = max(rest, key=sizes.get) if relay in rest else relay
-        group = groups.setdefault(name, Group(relay))
+        group = groups.setdefault(head.relay if relay in rest else relay, Group(relay))
         group.reads += [(path, Share(relay=relay)) for path in relay_paths]
     for group in groups.values():
         group.reads.sort(key=lambda read: files.rotation_key(read[0]))
         group.size = sum(sizes[r] for r in rest) if group.rest else sizes[group.relay]
     if len(groups) < 2:
         return None
+    for path in central:
+        _open_parts(sources[path], apart)
     return sorted(groups.values(), key=lambda group: -group.size)
 
 
