@@ -23,6 +23,8 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from isal import igzip, isal_zlib
+
 from smtplog.postfix.timestamps import starts_with_timestamp
 
 FINGERPRINT_BYTES = 1024  # a first line longer than this is fingerprinted by its start
@@ -31,6 +33,8 @@ _SNIFF_LINES = 20
 _TAIL_BYTES = 64
 _ROTATED = re.compile(r"^(?P<base>.+?)(?:[.-](?P<num>\d{1,3}))?(?P<gz>\.gz)?$")
 _DATEEXT = re.compile(r"^(?P<base>.+?)-(?P<date>\d{8}(?:\d{2})?)(?P<gz>\.gz)?$")
+# What reading a damaged or cut gzip file raises (isal's stream is a gzip.GzipFile).
+_GZIP_ERRORS = (EOFError, zlib.error, isal_zlib.error, gzip.BadGzipFile)
 
 
 class NotALog(Exception):
@@ -85,7 +89,8 @@ def log_key(path: str) -> tuple:
 def open_stream(path: str, compressed: bool):
     if path == "-":
         return sys.stdin.buffer
-    return gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
+    # isal's gzip (Intel's ISA-L) inflates a month of rotations in a third of zlib's time.
+    return igzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
 
 
 def identify(path: str) -> LogSource | None:
@@ -167,7 +172,7 @@ def read_batches(stream, position: int, batch_lines: int) -> Iterator[tuple[list
         else:
             try:
                 _skip(stream, position)
-            except (EOFError, zlib.error, gzip.BadGzipFile):
+            except _GZIP_ERRORS:
                 return  # it ends before the position: nothing new in it
     carry = b""
     lines: list[bytes] = []
@@ -176,7 +181,7 @@ def read_batches(stream, position: int, batch_lines: int) -> Iterator[tuple[list
     while True:
         try:
             chunk = stream.read(1 << 20)
-        except (EOFError, zlib.error, gzip.BadGzipFile):
+        except _GZIP_ERRORS:
             if not compressed:
                 raise
             chunk, cut = b"", True
