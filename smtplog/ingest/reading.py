@@ -126,15 +126,16 @@ class Share:
             ]
         if self.exclude:
             hosts = {relay.encode() for relay in self.exclude}
-            kept = []
-            for line in lines:
-                if line.startswith(b" ", 15):
-                    host = line[16 : line.find(b" ", 16)]
-                else:
-                    host = line_host(line)
-                if host not in hosts:
-                    kept.append(line)
-            return kept
+            classic = tuple(host + b" " for host in hosts)  # (a third of the time of slicing)
+            return [
+                line
+                for line in lines
+                if (
+                    not line.startswith(classic, 16)
+                    if line.startswith(b" ", 15)
+                    else line_host(line) not in hosts
+                )
+            ]
         return lines
 
 
