@@ -26,12 +26,26 @@ def settings_read() -> set[str]:
 
 
 def env_file() -> dict[str, str]:
-    pairs = [
-        line.split("=", 1)
+    """The file's settings as sh reads them: the README's installation sources it
+    (`set -a; . /etc/smtplog/smtplog.env`), systemd reads it as EnvironmentFile=, which
+    takes the same double quotes. A value with unquoted spaces would be lost (sh runs
+    its second word as a command), and every line must give its variable."""
+    names = [
+        line.split("=", 1)[0]
         for line in ENV_FILE.read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    return {name: value for name, value in pairs}
+    done = subprocess.run(
+        ["sh", "-c", 'set -a; . "$0"; env -0', str(ENV_FILE)],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    assert done.stderr == b"", done.stderr
+    read = dict(item.split("=", 1) for item in done.stdout.decode().split("\0") if item)
+    assert set(names) <= read.keys(), set(names) - read.keys()
+    return {name: read[name] for name in names}
 
 
 def test_the_environment_file_lists_every_setting_and_nothing_else():
