@@ -36,6 +36,12 @@ class WorkerFailed(Exception):
         self.busy = busy  # another ingester moved a file under us
 
 
+def processes(workers: int) -> int:
+    """How many processes read side by side: `workers` (the setting), no more than the
+    machine's cores (a third process on two cores made a month 9 % slower, bench/ingest.py)."""
+    return max(1, min(workers, os.cpu_count() or 1))
+
+
 def can_fork() -> bool:
     """False inside a daemonic process (a Celery prefork child): it may not have children."""
     return not multiprocessing.current_process().daemon
@@ -64,9 +70,8 @@ def run(
             raise RuntimeError("cannot fork ingest workers inside a transaction")
     ctx = multiprocessing.get_context("fork")
     tasks, results = ctx.Queue(), ctx.Queue()
-    # No more processes than cores: a relay per core, the next group to the first free
-    # (largest first). A third process on two cores made a month 9 % slower (bench/ingest.py).
-    count = min(workers, len(groups), os.cpu_count() or 1)
+    # A group per process, the next group to the first one free (largest first).
+    count = min(processes(workers), len(groups))
     for index in range(len(groups)):
         tasks.put(index)
     for _ in range(count):

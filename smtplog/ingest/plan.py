@@ -3,7 +3,6 @@ files go to which worker process (one relay's files to one worker)."""
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -150,7 +149,7 @@ def _apart(central: dict[str, Counter], sources: dict, sizes: Counter) -> tuple[
         ).values_list("relay", flat=True)
     )
     seen = {relay for relays in central.values() for relay in relays}
-    slots = min(settings.SMTPLOG_INGEST_WORKERS, os.cpu_count() or 1) - 1
+    slots = parallel.processes(settings.SMTPLOG_INGEST_WORKERS) - 1
     others = sorted(seen - parted, key=sizes.get, reverse=True)
     apart = set(parted)
     while len(apart) < slots and len(others) > 1:
