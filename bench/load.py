@@ -123,12 +123,13 @@ class Visit:
         except (OSError, http.client.HTTPException) as exc:
             failure = exc
         text = body.decode(errors="replace")
-        if failure is None and status >= 400:
-            failure = RuntimeError(f"HTTP {status}")
-        elif failure is None and not location.startswith(redirect):
-            failure = RuntimeError(f"HTTP {status}, not sent on to {redirect}")
-        elif failure is None and expect not in text:
-            failure = RuntimeError(f"HTTP {status}, the page lacks {expect!r}")
+        if failure is None:
+            if status >= 400:
+                failure = RuntimeError(f"HTTP {status}")
+            elif not location.startswith(redirect):
+                failure = RuntimeError(f"HTTP {status}, not sent on to {redirect}")
+            elif expect not in text:
+                failure = RuntimeError(f"HTTP {status}, the page lacks {expect!r}")
         if status >= 500:
             FIVE_XX["count"] += 1
         self.fire(
