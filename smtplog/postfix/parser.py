@@ -204,6 +204,7 @@ class LineParser:
         self._skips = dict.fromkeys(SKIP_REASONS, 0)  # behind stats: a dict counts faster
         self.replaced_utf8 = 0
         self._heads: dict[str, tuple[str, str, int | None, Handler] | str] = {}
+        self._bases: dict[str, tuple[str, str, int | None, Handler] | str] = {}  # no [pid]
 
     @property
     def stats(self) -> Counter[str]:
@@ -281,7 +282,7 @@ class LineParser:
                 if not colon or len(key) > _HEAD_MAX:
                     skips[NOT_SYSLOG] += 1
                     return None
-                split = self._split_head(key)
+                split = self._heads[key] = self._split_head(key)
             if split.__class__ is str:
                 skips[split] += 1
                 return None
@@ -335,33 +336,28 @@ class LineParser:
         return None
 
     def _split_head(self, key: str) -> tuple[str, str, int | None, Handler] | str:
-        """Split and remember `host syslog_name/.../daemon[pid]`, or the reason to skip."""
-        heads = self._heads
+        """Split `host syslog_name/.../daemon[pid]`, or the reason to skip its lines.
+
+        What comes before `[pid]` is split once (a relay has few hosts and programs; a
+        new process, a new pid, costs a lookup and an int()): the split of the key with
+        its pid set to 0. Remembered by the caller, under its key.
+        """
+        heads, bases = self._heads, self._bases
         if len(heads) >= _HEADS_KEPT:
             heads.clear()
-        split: tuple[str, str, int | None, Handler] | str
-        space = key.find(" ")
         bracket = key.rfind("[")
-        slash = key.rfind("/", 0, bracket)
-        if space <= 0 or space > _HOST_MAX or key.find(" ", space + 1) >= 0:
-            split = NOT_SYSLOG  # a host name is at most 253 characters
-        elif bracket < space or slash < space or not key.endswith("]"):
-            split = NOT_POSTFIX  # dovecot: ..., amavis[123]: ...
-        else:
-            daemon = key[slash + 1 : bracket]
-            handler = _HANDLERS.get(daemon)
-            if handler is None:
-                split = UNINTERESTING  # anvil, dnsblog, tlsproxy, master, scache...
-            else:
-                pid = key[bracket + 1 : -1]
-                split = (
-                    key[:space],
-                    daemon,
-                    int(pid) if pid.isdecimal() and len(pid) < 16 else None,
-                    handler,
-                )
-        heads[key] = split
-        return split
+        pid = key[bracket + 1 : -1]
+        if bracket <= 0 or not key.endswith("]") or " " in pid:
+            return _split_key(key)
+        base = bases.get(key[:bracket])
+        if base is None:
+            if len(bases) >= _HEADS_KEPT:
+                bases.clear()
+            base = bases[key[:bracket]] = _split_key(key[:bracket] + "[0]")
+        if base.__class__ is str:
+            return base
+        host, daemon, _, handler = base
+        return host, daemon, int(pid) if pid.isdecimal() and len(pid) < 16 else None, handler
 
     def parse_message(
         self, program: str, message: str, *, time: datetime, host: str = "", pid: int | None = None
@@ -391,6 +387,29 @@ class LineParser:
         except Exception:
             self._skips[PARSER_ERROR] += 1
             return None
+
+
+def _split_key(key: str) -> tuple[str, str, int | None, Handler] | str:
+    """`host syslog_name/.../daemon[pid]` -> (host, daemon, pid, handler), or the reason
+    to skip its lines."""
+    space = key.find(" ")
+    bracket = key.rfind("[")
+    slash = key.rfind("/", 0, bracket)
+    if space <= 0 or space > _HOST_MAX or key.find(" ", space + 1) >= 0:
+        return NOT_SYSLOG  # a host name is at most 253 characters
+    if bracket < space or slash < space or not key.endswith("]"):
+        return NOT_POSTFIX  # dovecot: ..., amavis[123]: ...
+    daemon = key[slash + 1 : bracket]
+    handler = _HANDLERS.get(daemon)
+    if handler is None:
+        return UNINTERESTING  # anvil, dnsblog, tlsproxy, master, scache...
+    pid = key[bracket + 1 : -1]
+    return (
+        key[:space],
+        daemon,
+        int(pid) if pid.isdecimal() and len(pid) < 16 else None,
+        handler,
+    )
 
 
 def line_host(line: bytes) -> bytes | None:
