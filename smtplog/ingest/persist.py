@@ -49,7 +49,9 @@ _event_values = operator.attrgetter(*EVENT_COLUMNS)
 _COPY_TYPES = {
     "CharField": "text",
     "TextField": "text",
-    "GenericIPAddressField": "inet",
+    # An address goes as the text it is (the server reads it as inet): psycopg's inet
+    # dumper is Python code, its text dumper C.
+    "GenericIPAddressField": "text",
     "DateTimeField": "timestamptz",
     "DateField": "date",
     "BigAutoField": "int8",
