@@ -364,3 +364,27 @@ def test_line_host_never_raises(data: bytes) -> None:
     _agrees(data)
     _agrees(b"Jun  3 10:40:59 " + data)
     _agrees(b"2023-03-14T00:08:35+01:00 " + data)
+
+
+@SETTINGS
+@given(
+    host=st.text("ab-. [", min_size=0, max_size=4),
+    program=st.text("pstfx/dmq[] ", min_size=0, max_size=10),
+    daemon=st.sampled_from(["smtpd", "qmgr", "smtp", "anvil", "", "smtp d"]),
+    pid=st.text("0123456789x []", min_size=0, max_size=5),
+    bracketed=st.booleans(),
+)
+def test_a_head_split_from_its_programs_split_is_the_whole_split(
+    host, program, daemon, pid, bracketed
+):
+    """The split of `host program[pid]` remembered without its pid (a new process costs a
+    lookup) is exactly the split of the whole key, for any head: the same host, daemon,
+    pid and handler, or the same reason to skip it."""
+    from smtplog.postfix.parser import _split_key
+
+    key = f"{host} {program}/{daemon}" + (f"[{pid}]" if bracketed else pid)
+    parser = LineParser(TZ, REFERENCE)
+    for _ in range(2):  # remembered the second time
+        assert parser._split_head(key) == _split_key(key)
+    other = key.rpartition("[")[0] + "[4242]" if bracketed else key
+    assert parser._split_head(other) == _split_key(other)
