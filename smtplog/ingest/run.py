@@ -7,8 +7,6 @@ parallel.py (workers side by side), errors.py and summary.py (what a run tells).
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import time
 import zoneinfo
 
@@ -18,19 +16,12 @@ from django.db import DatabaseError
 from smtplog.ingest import files, parallel, persist, plan
 from smtplog.ingest.errors import IngestBusy, IngestFailed, LeftToOneProcess, describe
 from smtplog.ingest.locks import fast_commits, ingest_lock, writer_session
+from smtplog.ingest.memory import fewer_collections
 from smtplog.ingest.reading import close_parts, ingest_path
 from smtplog.ingest.summary import Progress, Summary
 from smtplog.ingest.writer import Writer
 
 __all__ = ["IngestBusy", "IngestFailed", "Progress", "Summary", "ingest", "ingest_relay"]
-
-# How many more container objects than were freed it takes for the cyclic garbage
-# collector to run during ingestion (Python's default: 700). Reference counting frees
-# what a run makes (records, rows, states): over one relay's month of bench/ingest.py
-# (811,320 lines) the collector found 39 objects in cycles, and its 1,108 young, 101
-# middle and 9 full passes (walking every message in flight) cost 1.1 of the 6.7 s of
-# CPU the lines took; at this threshold it does not run at all there.
-INGEST_GC_THRESHOLD = 50_000
 
 
 def ingest(patterns: list[str], progress: Progress | None = None, wait: bool = True) -> Summary:
@@ -78,18 +69,6 @@ def ingest(patterns: list[str], progress: Progress | None = None, wait: bool = T
         raise IngestFailed(f"the database failed: {describe(exc)}") from exc
     summary.seconds = time.monotonic() - started
     return summary
-
-
-@contextlib.contextmanager
-def fewer_collections():
-    """The cyclic collector at INGEST_GC_THRESHOLD while the block runs (forked workers
-    inherit it), as it was after."""
-    before = gc.get_threshold()
-    gc.set_threshold(INGEST_GC_THRESHOLD, *before[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 def ingest_relay(group: plan.Group, advance) -> tuple[Summary, bool]:

@@ -76,11 +76,11 @@ def test_the_same_lines_fed_twice_on_standard_input_change_nothing_the_second_ti
 
 
 def test_a_run_collects_cycles_less_often_and_restores_the_collector(db, log, monkeypatch):
-    """run.INGEST_GC_THRESHOLD while the lines are read (bench/ingest.py: the default
+    """memory.INGEST_GC_THRESHOLD while the lines are read (bench/ingest.py: the default
     collector cost a quarter of the CPU), the caller's thresholds after, failure or not."""
     import gc
 
-    from smtplog.ingest import plan, run
+    from smtplog.ingest import memory, plan, run
 
     before = gc.get_threshold()
     seen = []
@@ -92,7 +92,7 @@ def test_a_run_collects_cycles_less_often_and_restores_the_collector(db, log, mo
 
     monkeypatch.setattr(plan, "survey", watching)
     call_command("ingest_maillog", str(log), "--no-progress", stdout=io.StringIO())
-    assert seen == [(run.INGEST_GC_THRESHOLD, *before[1:])]
+    assert seen == [(memory.INGEST_GC_THRESHOLD, *before[1:])]
     assert gc.get_threshold() == before
 
     def failing(*args):
