@@ -357,7 +357,7 @@ class LineParser:
         if base.__class__ is str:
             return base
         host, daemon, _, handler = base
-        return host, daemon, int(pid) if pid.isdecimal() and len(pid) < 16 else None, handler
+        return host, daemon, _pid(pid), handler
 
     def parse_message(
         self, program: str, message: str, *, time: datetime, host: str = "", pid: int | None = None
@@ -403,13 +403,12 @@ def _split_key(key: str) -> tuple[str, str, int | None, Handler] | str:
     handler = _HANDLERS.get(daemon)
     if handler is None:
         return UNINTERESTING  # anvil, dnsblog, tlsproxy, master, scache...
-    pid = key[bracket + 1 : -1]
-    return (
-        key[:space],
-        daemon,
-        int(pid) if pid.isdecimal() and len(pid) < 16 else None,
-        handler,
-    )
+    return key[:space], daemon, _pid(key[bracket + 1 : -1]), handler
+
+
+def _pid(text: str) -> int | None:
+    """The pid between a head's brackets, or None when it is none (not a number)."""
+    return int(text) if text.isdecimal() and len(text) < 16 else None
 
 
 def line_host(line: bytes) -> bytes | None:
