@@ -282,7 +282,7 @@ class LineParser:
                 if not colon or len(key) > _HEAD_MAX:
                     skips[NOT_SYSLOG] += 1
                     return None
-                split = self._heads[key] = self._split_head(key)
+                split = self._split_head(key)
             if split.__class__ is str:
                 skips[split] += 1
                 return None
@@ -336,11 +336,11 @@ class LineParser:
         return None
 
     def _split_head(self, key: str) -> tuple[str, str, int | None, Handler] | str:
-        """Split `host syslog_name/.../daemon[pid]`, or the reason to skip its lines.
+        """Split and remember `host syslog_name/.../daemon[pid]`, or the reason to skip.
 
         What comes before `[pid]` is split once (a relay has few hosts and programs; a
         new process, a new pid, costs a lookup and an int()): the split of the key with
-        its pid set to 0. Remembered by the caller, under its key.
+        its pid set to 0.
         """
         heads, bases = self._heads, self._bases
         if len(heads) >= _HEADS_KEPT:
@@ -348,16 +348,18 @@ class LineParser:
         bracket = key.rfind("[")
         pid = key[bracket + 1 : -1]
         if bracket <= 0 or not key.endswith("]") or " " in pid:
-            return _split_key(key)
-        base = bases.get(key[:bracket])
-        if base is None:
-            if len(bases) >= _HEADS_KEPT:
-                bases.clear()
-            base = bases[key[:bracket]] = _split_key(key[:bracket] + "[0]")
-        if base.__class__ is str:
-            return base
-        host, daemon, _, handler = base
-        return host, daemon, _pid(pid), handler
+            split = _split_key(key)
+        else:
+            split = bases.get(key[:bracket])
+            if split is None:
+                if len(bases) >= _HEADS_KEPT:
+                    bases.clear()
+                split = bases[key[:bracket]] = _split_key(key[:bracket] + "[0]")
+            if split.__class__ is not str:
+                host, daemon, _, handler = split
+                split = host, daemon, _pid(pid), handler
+        heads[key] = split
+        return split
 
     def parse_message(
         self, program: str, message: str, *, time: datetime, host: str = "", pid: int | None = None

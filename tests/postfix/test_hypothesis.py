@@ -384,7 +384,7 @@ def test_a_head_split_from_its_programs_split_is_the_whole_split(
 
     key = f"{host} {program}/{daemon}" + (f"[{pid}]" if bracketed else pid)
     parser = LineParser(TZ, REFERENCE)
-    for _ in range(2):  # remembered the second time
+    for _ in range(2):  # the second time, as remembered
         assert parser._split_head(key) == _split_key(key)
     other = key.rpartition("[")[0] + "[4242]" if bracketed else key
     assert parser._split_head(other) == _split_key(other)
