@@ -4,12 +4,12 @@ files go to which worker process (one relay's files to one worker)."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.conf import settings
 from django.db import connection
 
-from smtplog.ingest import files, parallel
+from smtplog.ingest import feed, files, parallel
 from smtplog.ingest.reading import Share, file_size
 from smtplog.ingest.summary import Summary
 from smtplog.models import LogFile, RelayPart
@@ -58,6 +58,20 @@ class Group:
     reads: list[tuple[str, Share]] = field(default_factory=list)  # in rotation order
     size: int = 0  # bytes to read, about (the share of a central log by its first lines)
     rest: frozenset[str] = frozenset()
+    channels: feed.Channels | None = None  # the rest's worker hands out the central logs
+
+    def keep_channels(self) -> None:
+        """In the process that reads this group: close the pipes' ends it does not use."""
+        if self.channels is not None:
+            self.channels.keep_only(self.relay, feeder=bool(self.rest))
+
+    def close_channels(self) -> None:
+        """After its last file: the other workers hear that this one is done."""
+        for _, share in self.reads:
+            if share.feeder is not None:
+                share.feeder.close()  # (what it queued is sent first)
+        if self.channels is not None:
+            self.channels.close()
 
     @property
     def paths(self) -> list[str]:
@@ -132,7 +146,25 @@ def relay_groups(paths: list[str], sources: dict, unread: dict[str, int], tz) ->
         return None
     for path in central:
         _open_parts(sources[path], apart)
+    if central and len(groups) <= parallel.processes(settings.SMTPLOG_INGEST_WORKERS):
+        _hand_out(groups.values(), apart)
     return sorted(groups.values(), key=lambda group: -group.size)
+
+
+def _hand_out(groups, apart: frozenset[str]) -> None:
+    """The central logs read once, by the rest's worker, which hands each relay read
+    apart its lines (smtplog.ingest.feed). Only when every group has a process of its
+    own: a relay's worker waits for the rest's."""
+    channels = feed.Channels(sorted(apart))
+    feeder = channels.feeder()
+    fed = {relay: channels.fed(relay) for relay in apart}
+    for group in groups:
+        group.channels = channels
+        for n, (path, share) in enumerate(group.reads):
+            if share.exclude:
+                group.reads[n] = path, replace(share, feeder=feeder)
+            elif share.part:
+                group.reads[n] = path, replace(share, fed=fed[share.relay])
 
 
 def _apart(central: dict[str, Counter], sources: dict, sizes: Counter) -> tuple[frozenset, set]:

@@ -16,12 +16,15 @@ What a run does with what it meets (README, "Ingestion"):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import logging
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import compress
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -38,6 +41,7 @@ from smtplog.ingest.errors import (
     WriteFailed,
     describe,
 )
+from smtplog.ingest.feed import Fed, Feeder, take_apart
 from smtplog.ingest.summary import Summary
 from smtplog.ingest.writer import Writer
 from smtplog.models import LogFile, RelayPart
@@ -53,8 +57,11 @@ def ingest_path(
 
     Raises IngestFailed when the database fails.
     """
+    share = share or Share()
+    side = share.feeder or share.fed  # (a central log handed out: both hear of each file)
     try:
-        _ingest_file(path, correlator, tz, writer, advance, summary, share or Share())
+        with side.file(path) if side else contextlib.nullcontext():
+            _ingest_file(path, correlator, tz, writer, advance, summary, share)
     except files.NotALog as exc:
         summary.notes.append(f"{path}: not read: {exc}")
     except files.CutShort:
@@ -100,43 +107,44 @@ class Share:
     (RelayPart rows), each relay's lines from its own position on.
     Share(relay=R): every line, all of relay R (a worker's file of one relay): a line of
     another relay raises ForeignRelay.
-    Share(relay=R, part=True): R's lines of a central log, from R's RelayPart.
-    Share(exclude=X): the lines of every relay not in X, from the file's own position.
+    Share(relay=R, part=True): R's lines of a central log, from R's RelayPart; handed
+    out by the rest's worker when `fed` is set (smtplog.ingest.feed).
+    Share(exclude=X): the lines of every relay not in X, from the file's own position;
+    with a `feeder`, this reader hands out the lines of the relays in X.
     """
 
     relay: str | None = None
     part: bool = False
     exclude: frozenset[str] = frozenset()
+    feeder: Feeder | None = field(default=None, compare=False)
+    fed: Fed | None = field(default=None, compare=False)
 
     def keep(self, lines: list[bytes]) -> list[bytes]:
-        """The lines of a batch this reader parses (a worker of a central log's relays).
-
-        A classic timestamp ("Mmm dd hh:mm:ss ") puts the host at byte 16: told there
-        with bytes methods, a line costs a third of line_host() (the worker of a relay
-        reads every line of the central log, most of them to drop).
-        """
+        """The lines of a batch this reader parses (a worker of a central log's relays)."""
         if self.part:
-            host = self.relay.encode()
-            classic = host + b" "
-            return [
-                line
-                for line in lines
-                if line.startswith(classic, 16)
-                or (not line.startswith(b" ", 15) and line_host(line) == host)
-            ]
+            return list(compress(lines, _of_relay(lines, self.relay)))
         if self.exclude:
-            hosts = {relay.encode() for relay in self.exclude}
-            classic = tuple(host + b" " for host in hosts)  # (a third of the time of slicing)
-            return [
-                line
-                for line in lines
-                if (
-                    not line.startswith(classic, 16)
-                    if line.startswith(b" ", 15)
-                    else line_host(line) not in hosts
-                )
-            ]
+            return self.share_out(lines)[0]
         return lines
+
+    def share_out(self, lines: list[bytes]) -> tuple[list[bytes], dict[str, list[bytes]]]:
+        """The rest's lines of a batch (keep()), and the lines of each relay in `exclude`."""
+        return take_apart(lines, {relay: _of_relay(lines, relay) for relay in self.exclude})
+
+
+def _of_relay(lines: list[bytes], relay: str) -> list[bool]:
+    """Whether each line is `relay`'s: its host as line_host() tells it.
+
+    A classic timestamp ("Mmm dd hh:mm:ss ") puts the host at byte 16: told there with
+    bytes methods, a line costs a third of line_host() (a central log's every line is
+    told this way, most of them another relay's).
+    """
+    host = relay.encode()
+    classic = host + b" "
+    return [
+        line.startswith(classic, 16) or (not line.startswith(b" ", 15) and line_host(line) == host)
+        for line in lines
+    ]
 
 
 def _ingest_file(
@@ -187,6 +195,7 @@ class _Reader:
 
     def __init__(self, source, logfile: LogFile, parts: dict, share: Share, tz):
         self.source, self.logfile, self.share, self.tz = source, logfile, share, tz
+        self.positions = {relay: part.position for relay, part in parts.items()}
         if share.part:
             self.rows = [parts[share.relay]]
         elif share.relay is None and not share.exclude:
@@ -210,35 +219,32 @@ class _Reader:
         begin = min(start, *self.parts.values()) if self.parts else start
         done = begin
         try:
-            with files.open_stream(path, source.compressed) as stream:
-                batch_lines = settings.SMTPLOG_INGEST_BATCH_LINES
-                for lines, position in files.read_batches(stream, begin, batch_lines):
-                    taken = self._unread(lines, done) if self.parts else share.keep(lines)
-                    records = [rec for rec in map(parser.parse, taken) if rec is not None]
-                    if share.relay is not None and not share.part:
-                        foreign = next((r.host for r in records if r.host != share.relay), None)
-                        if foreign is not None:
-                            raise ForeignRelay(foreign)
-                    correlator.feed_all(records)
-                    advance_rows = functools.partial(
-                        self._advance,
-                        position,
-                        tail=files.tail_hash(lines[-1] + b"\n"),
-                        lines=len(taken),
-                        year=parser.year,
-                        last_month=parser.last_month,
-                        last_time=records[-1].time if records else None,
-                    )
-                    events, messages = writer.submit(correlator, advance_rows, path, logfile.pk)
-                    summary.lines += len(taken)
-                    summary.parsed += len(records)
-                    summary.events += events
-                    summary.messages += messages
-                    if not share.part:  # (a central log's bytes count once, with its rest)
-                        summary.bytes += position - done
-                    if advance:
-                        advance(position - done)
-                    done = position
+            for taken, position, tail in self._batches(begin):
+                records = [rec for rec in map(parser.parse, taken) if rec is not None]
+                if share.relay is not None and not share.part:
+                    foreign = next((r.host for r in records if r.host != share.relay), None)
+                    if foreign is not None:
+                        raise ForeignRelay(foreign)
+                correlator.feed_all(records)
+                advance_rows = functools.partial(
+                    self._advance,
+                    position,
+                    tail=tail,
+                    lines=len(taken),
+                    year=parser.year,
+                    last_month=parser.last_month,
+                    last_time=records[-1].time if records else None,
+                )
+                events, messages = writer.submit(correlator, advance_rows, path, logfile.pk)
+                summary.lines += len(taken)
+                summary.parsed += len(records)
+                summary.events += events
+                summary.messages += messages
+                if not share.part:  # (a central log's bytes count once, with its rest)
+                    summary.bytes += position - done
+                if advance:
+                    advance(position - done)
+                done = position
         finally:
             summary.skipped.update(parser.stats)
         if done != begin or share.part:
@@ -249,6 +255,37 @@ class _Reader:
             _advance_file(logfile.pk, path, old=logfile.position, new=start, tail=tail)
         elif logfile.last_error:  # read to its end again: whatever failed before is over
             LogFile.objects.filter(pk=logfile.pk).update(last_error="")
+
+    def _batches(self, begin: int) -> Iterator[tuple[list[bytes], int, str]]:
+        """The batches from `begin` on: (the lines this reader parses, the position after
+        the batch, the tail hash of its last line), handed out by the feeder or read here."""
+        source, share = self.source, self.share
+        if share.fed is not None:
+            for batch in share.fed.batches(source.path, begin):
+                yield batch
+                begin = batch[1]
+            if share.fed.whole:
+                return  # (else the feeder stopped: read on here from the last position)
+        feeder = share.feeder
+        if feeder is not None and not (
+            all(self.positions.get(relay) == begin for relay in share.exclude)
+            and feeder.open(source.path, begin)
+        ):
+            feeder = None  # a relay's part stands elsewhere (a run stopped): each reads
+        done = begin
+        with files.open_stream(source.path, source.compressed) as stream:
+            batch_lines = settings.SMTPLOG_INGEST_BATCH_LINES
+            for lines, position in files.read_batches(stream, begin, batch_lines):
+                tail = files.tail_hash(lines[-1] + b"\n")
+                if self.parts:
+                    taken = self._unread(lines, done)
+                elif feeder is not None:
+                    taken, theirs = share.share_out(lines)
+                    feeder.hand_out(theirs, position, tail)
+                else:
+                    taken = share.keep(lines)
+                yield taken, position, tail
+                done = position
 
     def _unread(self, lines: list[bytes], offset: int) -> list[bytes]:
         """The lines not read before, in one process, of a central log whose relays were

@@ -51,6 +51,10 @@ def ingest(patterns: list[str], progress: Progress | None = None, wait: bool = T
                     )
                 except parallel.WorkerFailed as exc:
                     raise (IngestBusy if exc.busy else IngestFailed)(str(exc)) from None
+                finally:
+                    for group in groups:
+                        if group.channels is not None:
+                            group.channels.close()  # (this process's ends left)
                 for part in done:
                     summary.add(part)
                 close_parts()  # central logs whose relays all read to where the file's is
@@ -81,6 +85,7 @@ def ingest_relay(group: plan.Group, advance) -> tuple[Summary, bool]:
     tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
     summary = Summary()
     hops = settings.SMTPLOG_INTERNAL_NEXT_HOPS
+    group.keep_channels()
     try:
         if group.rest:
             correlator = persist.load_correlator(tz, hops, exclude=group.rest)
@@ -94,4 +99,6 @@ def ingest_relay(group: plan.Group, advance) -> tuple[Summary, bool]:
         return summary, False
     except DatabaseError as exc:
         raise IngestFailed(f"the database failed: {describe(exc)}") from exc
+    finally:
+        group.close_channels()
     return summary, True

@@ -232,21 +232,23 @@ def test_relays_left_behind_in_a_central_log_are_caught_up(
     out, central = central_month(tmp_path, days=31, messages_per_day=60, seed=3)
     settings.SMTPLOG_INGEST_BATCH_LINES = 500
     monkeypatch.setattr(os, "cpu_count", lambda: 4)  # smtp2 apart too, in a forked worker
-    real_keep = reading.Share.keep
+    real_batches = reading._Reader._batches
 
-    def failing_keep(share, lines):
-        if share.part and share.relay == "smtp2" and lines[0].startswith(b"Nov 26"):
-            raise OperationalError("smtp2's worker breaks down")
-        return real_keep(share, lines)
+    def failing_batches(reader, begin):  # (handed out by the rest's worker, or read)
+        for lines, position, tail in real_batches(reader, begin):
+            share = reader.share
+            if share.part and share.relay == "smtp2" and lines[0].startswith(b"Nov 26"):
+                raise OperationalError("smtp2's worker breaks down")
+            yield lines, position, tail
 
-    monkeypatch.setattr(reading.Share, "keep", failing_keep)
+    monkeypatch.setattr(reading._Reader, "_batches", failing_batches)
     with pytest.raises(IngestFailed, match="smtp2's worker breaks down"):
         run(central / "mail.log*")
     # Relays stand at different positions now (which, depends on which process failed).
     apart = RelayPart.objects.exclude(position=F("logfile__position"))
     assert apart.filter(logfile__position__gt=0).exists()
     assert counts() != expected_counts(out)
-    monkeypatch.setattr(reading.Share, "keep", real_keep)
+    monkeypatch.setattr(reading._Reader, "_batches", real_batches)
     monkeypatch.undo()  # (the machine's own cores)
     paths = [central / "mail.log*"]
     if next_run != "side by side":
