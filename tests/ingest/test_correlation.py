@@ -206,3 +206,35 @@ def test_ingested_times_compare_as_times_in_every_database(db, logdir):
     assert Message.objects.filter(first_seen__lt=moment).count() == 2
     later = Message.objects.filter(removed_at__gt=moment).values_list("queue_id", flat=True)
     assert set(later) == {"776E41855DB2", "A48191855DA0"}
+
+
+ADDRESSES = """
+Jun  3 10:40:57 smtp1 postfix/submission/smtpd[9708]: 5AA091855DA0: client=pc6.cs.nthu.edu.tw[2001:db8:140:114::63], sasl_method=PLAIN, sasl_username=alice
+Jun  3 10:40:57 smtp1 postfix/qmgr[1005]: 5AA091855DA0: from=<alice@cs.nthu.edu.tw>, size=391, nrcpt=1 (queue active)
+Jun  3 10:40:58 smtp1 postfix/smtp[9710]: 5AA091855DA0: to=<bob@example.com>, relay=mx.example.com[192.0.2.25]:25, delay=1, delays=0/0/0.5/0.5, dsn=2.0.0, status=sent (250 2.0.0 OK)
+Jun  3 10:40:58 smtp1 postfix/qmgr[1005]: 5AA091855DA0: removed
+Jun  3 10:41:00 smtp1 postfix/smtpd[9711]: 6AA091855DA0: client=mapped.example[::ffff:140.114.63.228], sasl_method=PLAIN, sasl_username=alice
+Jun  3 10:41:00 smtp1 postfix/qmgr[1005]: 6AA091855DA0: from=<alice@cs.nthu.edu.tw>, size=391, nrcpt=1 (queue active)
+Jun  3 10:41:01 smtp1 postfix/smtp[9710]: 6AA091855DA0: to=<bob@example.com>, relay=mx.example.com[192.0.2.25]:25, delay=1, delays=0/0/0.5/0.5, dsn=2.0.0, status=sent (250 2.0.0 OK)
+Jun  3 10:41:01 smtp1 postfix/qmgr[1005]: 6AA091855DA0: removed
+Jun  3 10:41:02 smtp1 postfix/smtpd[9712]: warning: unknown[fe80::1%eth0]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=alice
+Jun  3 10:41:03 smtp1 postfix/smtpd[9712]: warning: unknown[140.114.63.9]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=alice
+"""
+
+
+def test_client_addresses_of_every_form_are_stored_as_logged(db, logdir):
+    """IPv6, IPv4-mapped IPv6 and IPv4 addresses reach the inet columns as they were
+    logged (COPY's binary format on PostgreSQL); one the column cannot hold (an IPv6
+    zone) is none, and the line still counts."""
+    run(write_log(logdir / "mail.log", ADDRESSES, MTIME))
+    assert dict(Message.objects.values_list("queue_id", "client_ip")) == {
+        "5AA091855DA0": "2001:db8:140:114::63",
+        "6AA091855DA0": "::ffff:140.114.63.228",
+    }
+    refusals = Event.objects.filter(status="auth_blk").order_by("time")
+    assert list(refusals.values_list("client_ip", flat=True)) == [None, "140.114.63.9"]
+    sent = Event.objects.filter(status="sent").order_by("time")
+    assert list(sent.values_list("client_ip", flat=True)) == [
+        "2001:db8:140:114::63",
+        "::ffff:140.114.63.228",
+    ]
