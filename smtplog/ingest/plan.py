@@ -170,9 +170,10 @@ def _hand_out(groups, apart: frozenset[str]) -> None:
 def _apart(central: dict[str, Counter], sources: dict, sizes: Counter) -> tuple[frozenset, set]:
     """The relays of central logs read apart (each by a worker of its own), and the rest.
 
-    As many workers as the machine has cores, at most: each reads the whole file to keep
-    its relay's lines, so one more than the cores would cost a read and save nothing. The
-    largest relays go apart. A relay with a part left by a stopped run is read apart
+    As many workers as the machine has cores, at most: one more than the cores would
+    parse nothing sooner, and a worker whose group waits for a process cannot be handed
+    its lines (_hand_out): each worker would read the whole file. The largest relays go
+    apart. A relay with a part left by a stopped run is read apart
     again (it reads on from its part's position; the rest from the file's).
     """
     parted = set(
