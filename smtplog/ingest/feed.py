@@ -71,13 +71,17 @@ class Channels:
 def take_apart(lines: list[bytes], masks: dict[str, list[bool]]) -> tuple[list[bytes], dict]:
     """The lines no mask takes, and each relay's lines (masks: relay -> a bool a line,
     each line taken by one relay at most), in order."""
-    theirs = {}
-    for relay, mask in masks.items():
-        theirs[relay] = list(compress(lines, mask))
-        if len(masks) == 1:
-            return list(compress(lines, map(not_, mask))), theirs
-    taken = [any(flags) for flags in zip(*masks.values(), strict=True)]
-    return list(compress(lines, map(not_, taken))), theirs
+    theirs = {relay: list(compress(lines, mask)) for relay, mask in masks.items()}
+    return rest(lines, masks), theirs
+
+
+def rest(lines: list[bytes], masks: dict[str, list[bool]]) -> list[bytes]:
+    """The lines no mask takes, in order."""
+    if len(masks) == 1:
+        [taken] = masks.values()
+    else:
+        taken = map(any, zip(*masks.values(), strict=True))
+    return list(compress(lines, map(not_, taken)))
 
 
 class Feeder:

@@ -67,9 +67,9 @@ class Group:
 
     def close_channels(self) -> None:
         """After its last file: the other workers hear that this one is done."""
-        for _, share in self.reads:
-            if share.feeder is not None:
-                share.feeder.close()  # (what it queued is sent first)
+        feeder = next((share.feeder for _, share in self.reads if share.feeder), None)
+        if feeder is not None:
+            feeder.close()  # (what it queued is sent first)
         if self.channels is not None:
             self.channels.close()
 

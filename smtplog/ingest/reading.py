@@ -41,7 +41,7 @@ from smtplog.ingest.errors import (
     WriteFailed,
     describe,
 )
-from smtplog.ingest.feed import Fed, Feeder, take_apart
+from smtplog.ingest.feed import Fed, Feeder, rest, take_apart
 from smtplog.ingest.summary import Summary
 from smtplog.ingest.writer import Writer
 from smtplog.models import LogFile, RelayPart
@@ -124,12 +124,15 @@ class Share:
         if self.part:
             return list(compress(lines, _of_relay(lines, self.relay)))
         if self.exclude:
-            return self.share_out(lines)[0]
+            return rest(lines, self._masks(lines))
         return lines
 
     def share_out(self, lines: list[bytes]) -> tuple[list[bytes], dict[str, list[bytes]]]:
         """The rest's lines of a batch (keep()), and the lines of each relay in `exclude`."""
-        return take_apart(lines, {relay: _of_relay(lines, relay) for relay in self.exclude})
+        return take_apart(lines, self._masks(lines))
+
+    def _masks(self, lines: list[bytes]) -> dict[str, list[bool]]:
+        return {relay: _of_relay(lines, relay) for relay in self.exclude}
 
 
 def _of_relay(lines: list[bytes], relay: str) -> list[bool]:

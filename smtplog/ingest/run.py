@@ -52,9 +52,8 @@ def ingest(patterns: list[str], progress: Progress | None = None, wait: bool = T
                 except parallel.WorkerFailed as exc:
                     raise (IngestBusy if exc.busy else IngestFailed)(str(exc)) from None
                 finally:
-                    for group in groups:
-                        if group.channels is not None:
-                            group.channels.close()  # (this process's ends left)
+                    if groups[0].channels is not None:  # (one run's, shared by its groups)
+                        groups[0].channels.close()  # this process's ends left
                 for part in done:
                     summary.add(part)
                 close_parts()  # central logs whose relays all read to where the file's is
