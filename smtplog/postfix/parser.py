@@ -495,9 +495,12 @@ def _refuse(text: str) -> str:
 
 # -- one handler per daemon: message -> record, or the reason to skip -----------------
 def _smtpd(msg: str) -> Record | str:
-    if ": " not in msg:
+    colon = msg.find(": ")
+    if colon < 0:
         return UNINTERESTING  # connect, disconnect, lost connection, timeout...
-    m = _SMTPD.match(msg)
+    # _SMTPD needs a queue ID, NOQUEUE or `warning` before the first ": ", none of which
+    # holds a space: TLS, SSL_accept, improper pipelining... end here, without the regex.
+    m = None if " " in msg[:colon] else _SMTPD.match(msg)
     if m is None:
         if ": client=" in msg or "authentication failed" in msg:
             return UNPARSED

@@ -388,3 +388,32 @@ def test_a_head_split_from_its_programs_split_is_the_whole_split(
         assert parser._split_head(key) == _split_key(key)
     other = key.rpartition("[")[0] + "[4242]" if bracketed else key
     assert parser._split_head(other) == _split_key(other)
+
+
+def _shortcut_is_exact(msg: str) -> None:
+    """smtpd skips a message with a space before its first ": " (TLS, SSL_accept, improper
+    pipelining...) without running its regex: that is exact only if the regex never
+    matches such a message."""
+    from smtplog.postfix.parser import _SMTPD
+
+    colon = msg.find(": ")
+    if colon >= 0 and " " in msg[:colon]:
+        assert _SMTPD.match(msg) is None, msg
+
+
+def test_smtpd_shortcut_is_exact_on_real_lines() -> None:
+    for line in LINES:
+        _shortcut_is_exact(line.partition("]: ")[2])
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([*WORDS, "TLS connection established from "]), st.text(max_size=6)
+        ),
+        max_size=20,
+    )
+)
+def test_smtpd_shortcut_is_exact_on_random_messages(message: list[str]) -> None:
+    _shortcut_is_exact("".join(message))

@@ -1027,6 +1027,20 @@ def test_every_kind_of_bounce_notice_is_named(message: str, kind: str) -> None:
             "uninteresting",
         ),
         (
+            "Jun  3 10:40:57 mail postfix/smtpd[9708]: improper command pipelining after CONNECT "
+            "from unknown[1.2.3.4]: EHLO x\\r\\n",
+            "uninteresting",
+        ),
+        (
+            "Jun  3 10:40:57 mail postfix/smtpd[9708]: SSL_accept error from unknown[1.2.3.4]: "
+            "lost connection",
+            "uninteresting",
+        ),
+        (  # a space before the first ": ", but it names a client= line: counted as unparsed
+            "Jun  3 10:40:57 mail postfix/smtpd[9708]: 4AA0 91855DA0: client=x[1.2.3.4]",
+            "unparsed_postfix",
+        ),
+        (
             "2023-03-14T04:52:51.090178+01:00 helga postfix/submission/smtpd[320809]: warning: non-SMTP "
             "command from unknown[198.235.24.129]: GET / HTTP/1.1",
             "uninteresting",
