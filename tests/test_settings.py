@@ -91,7 +91,7 @@ SMTPLOG_DEFAULTS = {
     "SMTPLOG_VPN_URL": "https://net.nthu.edu.tw/netsys/service:sslvpn",
     "SMTPLOG_MAILLOG_GLOBS": [str(VAR / "maillog" / "*" / "mail.log*")],
     "SMTPLOG_INTERNAL_NEXT_HOPS": ["127.0.0.1", "::1", "localhost"],
-    "SMTPLOG_INGEST_BATCH_LINES": 20000,
+    "SMTPLOG_INGEST_BATCH_LINES": 50000,
     "SMTPLOG_INGEST_WORKERS": 4,
     "SMTPLOG_INGEST_PARALLEL_BYTES": 16 * 2**20,
     "SMTPLOG_HEALTH_LOG_LAG": 1800,
@@ -290,7 +290,7 @@ PRODUCTION = {
     "SMTPLOG_VPN_URL": "https://vpn.nthu.edu.tw/",
     "SMTPLOG_MAILLOG_GLOBS": "/var/log/relays/*/mail.log* /var/log/mail.log",
     "SMTPLOG_INTERNAL_NEXT_HOPS": "127.0.0.1:10025 [::1]:10025",
-    "SMTPLOG_INGEST_BATCH_LINES": "50000",
+    "SMTPLOG_INGEST_BATCH_LINES": "30000",
     "SMTPLOG_INGEST_WORKERS": "2",
     "SMTPLOG_INGEST_PARALLEL_BYTES": "0",
     "SMTPLOG_HEALTH_LOG_LAG": "600",
@@ -351,7 +351,7 @@ class TestProductionValues:
             "/var/log/mail.log",
         ]
         assert loaded["SMTPLOG_INTERNAL_NEXT_HOPS"] == ["127.0.0.1:10025", "[::1]:10025"]
-        assert loaded["SMTPLOG_INGEST_BATCH_LINES"] == 50000
+        assert loaded["SMTPLOG_INGEST_BATCH_LINES"] == 30000
         assert loaded["SMTPLOG_INGEST_WORKERS"] == 2
         assert loaded["SMTPLOG_INGEST_PARALLEL_BYTES"] == 0
         assert loaded["SMTPLOG_HEALTH_LOG_LAG"] == 600

@@ -37,7 +37,7 @@ from multiprocessing.connection import Connection
 from operator import not_
 
 # Batches in flight to each relay's worker, besides the one in the pipe: a few, so that
-# neither side waits on the other's slow moments (a batch is about 2 MB of lines).
+# neither side waits on the other's slow moments (a batch is up to about 5 MB of lines).
 _AHEAD = 3
 
 
