@@ -14,7 +14,7 @@ from smtplog.ingest.errors import IngestBusy
 
 _LOCK = int.from_bytes(hashlib.sha256(b"smtplog-ingest").digest()[:8], "big", signed=True)
 # Held (shared) by the sessions that write batches beside the one holding the ingest lock
-# (a writer thread's, a forked worker's), until they close: a new run first waits for the
+# (a forked worker's), until they close: a new run first waits for the
 # sessions of a killed run's writers to end (their last commit may be in flight).
 WRITERS_LOCK = int.from_bytes(
     hashlib.sha256(b"smtplog-ingest-writers").digest()[:8], "big", signed=True
@@ -55,7 +55,7 @@ def ingest_lock(wait: bool = True):
 
 
 def writer_session() -> None:
-    """Set up the database session of a writer thread or worker process (PostgreSQL).
+    """Set up the database session of a forked worker process (PostgreSQL).
 
     It holds WRITERS_LOCK (shared) until it is closed at the end of the run: a session
     that may outlive the ingest lock's by a moment (see ingest_lock).

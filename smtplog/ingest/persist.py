@@ -4,8 +4,7 @@ One commit = the batch's messages, events, counter increments, attributions, log
 aliases and the file's new read position, in one transaction: a kill at any point
 leaves the database as it was after the previous commit, and the next run resumes there.
 
-A batch is first turned into plain rows in the ingesting thread (take_batch), then
-written (write_batch) — possibly by a writer thread while the next batch is parsed.
+A batch is first turned into plain rows (take_batch), then written (write_batch).
 """
 
 from __future__ import annotations
@@ -171,7 +170,7 @@ def _recent_events(
 
 @dataclass
 class Batch:
-    """One commit's worth of writes, as plain values: safe to hand to another thread."""
+    """One commit's worth of writes, as plain values."""
 
     # Message and event rows: plain tuples in MESSAGE_COLUMNS / EVENT_COLUMNS order, built
     # by those names; read by name as MessageRow where a writer looks into one.
@@ -184,7 +183,7 @@ class Batch:
     # Logins of this batch's SASL failures whose sender this ingester does not know: one
     # learnt meanwhile by another ingester (another relay) is looked up at commit.
     pending_logins: set[str] = field(default_factory=set)
-    new_states: list[MessageState] = field(default_factory=list)  # main thread only
+    new_states: list[MessageState] = field(default_factory=list)  # for apply_moved
     position: Callable[[], None] | None = None  # moves the file's read position
 
 
@@ -229,7 +228,7 @@ class IdPool:
 
 
 def take_batch(correlator: Correlator, ids: IdPool) -> Batch:
-    """The correlator's output since the last batch, as plain rows (ingesting thread)."""
+    """The correlator's output since the last batch, as plain rows."""
     messages = list(correlator.touched.values())  # every message the batch changed
     new = [m for m in messages if m.pk is None]
     for state, pk in zip(new, ids.take(len(new)), strict=True):
@@ -263,7 +262,7 @@ def take_batch(correlator: Correlator, ids: IdPool) -> Batch:
 
 
 def write_batch(batch: Batch) -> dict[int, dt.datetime]:
-    """Write one batch in one transaction, from any thread.
+    """Write one batch in one transaction.
 
     Returns the first_seen it had to move for new messages (see _write_messages).
     """
@@ -301,7 +300,7 @@ def _attribute_login(login: str, sender: str, delta: Counter) -> None:
 
 
 def apply_moved(batch: Batch, moved: dict[int, dt.datetime]) -> None:
-    """Give the in-memory messages the first_seen they were stored with (main thread)."""
+    """Give the in-memory messages the first_seen they were stored with."""
     if moved:
         for state in batch.new_states:
             state.first_seen = moved.get(state.pk, state.first_seen)

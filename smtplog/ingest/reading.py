@@ -162,9 +162,6 @@ def _ingest_file(
             source = files.identify(path)
             if source is None:
                 return  # no complete first line yet
-        # The batch in flight may be of another copy of this file (the same first line):
-        # the row read next must hold its position.
-        writer.wait()
         logfile, _ = LogFile.objects.get_or_create(
             fingerprint=source.fingerprint, defaults={"path": path}
         )
@@ -253,7 +250,6 @@ class _Reader:
         if done != begin or share.part:
             return  # the last batch moved the position (and cleared any error)
         if start != logfile.position:  # moved back, nothing new after it yet
-            writer.wait()
             tail = files.tail_at(path, start)
             _advance_file(logfile.pk, path, old=logfile.position, new=start, tail=tail)
         elif logfile.last_error:  # read to its end again: whatever failed before is over

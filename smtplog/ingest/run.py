@@ -60,13 +60,13 @@ def ingest(patterns: list[str], progress: Progress | None = None, wait: bool = T
                 paths = sorted(paths, key=files.rotation_key)
             if paths:
                 correlator = persist.load_correlator(tz, settings.SMTPLOG_INTERNAL_NEXT_HOPS)
-                with Writer(threaded=False) as writer:
-                    waiting: set[tuple] = set()  # logs whose older file could not be read
-                    for path in paths:
-                        if files.log_key(path) in waiting:
-                            summary.notes.append(f"{path}: waits for an older file of its log")
-                        elif not ingest_path(path, correlator, tz, writer, advance, summary):
-                            waiting.add(files.log_key(path))
+                writer = Writer()
+                waiting: set[tuple] = set()  # logs whose older file could not be read
+                for path in paths:
+                    if files.log_key(path) in waiting:
+                        summary.notes.append(f"{path}: waits for an older file of its log")
+                    elif not ingest_path(path, correlator, tz, writer, advance, summary):
+                        waiting.add(files.log_key(path))
             summary.files = len(every_path)
     except DatabaseError as exc:
         raise IngestFailed(f"the database failed: {describe(exc)}") from exc
@@ -90,10 +90,10 @@ def ingest_relay(group: plan.Group, advance) -> tuple[Summary, bool]:
             correlator = persist.load_correlator(tz, hops, exclude=group.rest)
         else:
             correlator = persist.load_correlator(tz, hops, group.relay)
-        with Writer(threaded=False) as writer:
-            for path, share in group.reads:
-                if not ingest_path(path, correlator, tz, writer, advance, summary, share):
-                    break  # the group's later files wait for this one
+        writer = Writer()
+        for path, share in group.reads:
+            if not ingest_path(path, correlator, tz, writer, advance, summary, share):
+                break  # the group's later files wait for this one
     except LeftToOneProcess:
         return summary, False
     except DatabaseError as exc:

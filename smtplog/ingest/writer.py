@@ -1,38 +1,30 @@
-"""The writer of batches: on PostgreSQL, a thread committing while the next batch is read."""
+"""The writer of batches: each batch committed before the next one is read.
+
+A thread committing while the next batch was parsed was measured again on 2026-12-04
+(bench/ingest.py's month, per-relay files, three interleaved runs each): in the largest
+relay's process, or in both workers', beside the database server on two cores, it cost
+0.4-1.1 s more CPU and made the run 0.1-0.5 s slower. Batches are written in the
+ingesting thread.
+"""
 
 from __future__ import annotations
 
-import concurrent.futures
-
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 
 from smtplog.ingest import persist
 from smtplog.ingest.errors import WriteFailed
-from smtplog.ingest.locks import writer_session
 
 
 class Writer:
-    """Writes batches, on PostgreSQL in a thread of its own while the next batch is parsed.
+    """Writes the correlator's output batch by batch, in this thread and connection.
 
-    At most one batch is in flight: a batch is taken (turned into plain rows) only after
-    the previous one committed, so what a commit changed reaches the next batch. Inside
-    a caller's transaction (tests), or on SQLite (one writer), it writes in this thread.
-    A failed write is raised as WriteFailed, naming the batch's file.
+    A batch is taken (turned into plain rows) and committed in one call, so what a
+    commit changed reaches the next batch. A failed write is raised as WriteFailed,
+    naming the batch's file.
     """
 
-    def __init__(self, threaded: bool = True):
-        self.threaded = threaded
-
-    def __enter__(self) -> Writer:
-        self.threaded = (
-            self.threaded and connection.vendor == "postgresql" and not connection.in_atomic_block
-        )
-        self.pool = concurrent.futures.ThreadPoolExecutor(1) if self.threaded else None
-        if self.pool is not None:
-            self.pool.submit(writer_session).result()  # the thread's own connection
-        self.pending: tuple[concurrent.futures.Future, persist.Batch, str, int] | None = None
+    def __init__(self):
         self.ids = persist.IdPool()
-        return self
 
     def submit(self, correlator, position, path: str, logfile: int | None) -> tuple[int, int]:
         """Commit what the correlator produced since the last call; (events, messages).
@@ -40,44 +32,11 @@ class Writer:
         `position` moves the read position of `path` (whose row is `logfile`) in the
         same transaction.
         """
-        self.wait()
         batch = persist.take_batch(correlator, self.ids)
         batch.position = position
-        counts = len(batch.events), len(batch.new_messages) + len(batch.changed_messages)
-        if self.pool is None:
-            try:
-                moved = persist.write_batch(batch)
-            except DatabaseError as exc:
-                raise WriteFailed(path, logfile) from exc
-            persist.apply_moved(batch, moved)
-        else:
-            self.pending = (self.pool.submit(_write_in_thread, batch), batch, path, logfile)
-        return counts
-
-    def wait(self) -> None:
-        """Until the batch in flight is committed."""
-        if self.pending is not None:
-            future, batch, path, logfile = self.pending
-            self.pending = None
-            try:
-                moved = future.result()
-            except DatabaseError as exc:
-                raise WriteFailed(path, logfile) from exc
-            persist.apply_moved(batch, moved)
-
-    def __exit__(self, *exc) -> None:
         try:
-            if exc[0] is None:
-                self.wait()
-        finally:
-            if self.pool is not None:
-                self.pool.submit(_close_thread_connection).result()
-                self.pool.shutdown()
-
-
-def _close_thread_connection() -> None:
-    connection.close()  # resolved in the writer thread: its own connection
-
-
-def _write_in_thread(batch: persist.Batch) -> dict:
-    return persist.write_batch(batch)  # in this thread's own connection
+            moved = persist.write_batch(batch)
+        except DatabaseError as exc:
+            raise WriteFailed(path, logfile) from exc
+        persist.apply_moved(batch, moved)
+        return len(batch.events), len(batch.new_messages) + len(batch.changed_messages)

@@ -34,7 +34,7 @@ def ingest_generated(tmp_path, **options):
 
 
 def test_a_month_of_three_relays_is_counted_exactly(transactional_db, tmp_path):
-    # transactional_db: outside a test transaction, PostgreSQL commits from the writer thread.
+    # transactional_db: outside a test transaction, as a run, with workers side by side.
     out, summary = ingest_generated(
         tmp_path, days=31, end=dt.date(2026, 11, 27), relays=3, messages_per_day=120, seed=11
     )

@@ -105,7 +105,7 @@ def refused_message(i: int) -> list[str]:
     ]
 
 
-@pytest.mark.django_db(transaction=True)  # the writer thread of PostgreSQL writes for real
+@pytest.mark.django_db(transaction=True)  # each batch commits for real, as in a run
 def test_a_refused_write_stops_the_run_shows_on_the_file_and_the_next_run_resumes(
     tmp_path, settings, refusing_database, caplog, client
 ):

@@ -138,7 +138,7 @@ def test_an_older_copy_sharing_the_first_line_is_not_read_again(db, tmp_path):
     assert LogFile.objects.get().position == log.stat().st_size
 
 
-@pytest.mark.django_db(transaction=True)  # PostgreSQL: batches written by the writer thread
+@pytest.mark.django_db(transaction=True)  # batches commit for real, as in a run
 def test_a_gzip_copy_beside_its_growing_file_raises_no_false_alarm(tmp_path, settings):
     """`gzip -c mail.log > mail.log.1.gz`, then more lines in mail.log: the copy and the file
     share their first line (one row). The copy's last batch must be committed before the
