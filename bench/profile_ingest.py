@@ -7,11 +7,11 @@ Wall time on a shared 2-core machine is noise; instruction counts under valgrind
 callgrind are not. The script runs the single-process ingestion path in one process:
 read (files.read_batches) -> LineParser.parse -> Correlator.feed_all (record by record)
 -> persist.take_batch -> persist.write_batch (--write: into DATABASE_URL's database,
-which must be migrated), and calls each stage's work on each line through a C function
-of its own (a tiny extension built here, one function per stage and line kind), so that
-callgrind's inclusive cost of that function is exactly the cost of that work. It re-runs
-itself under callgrind and prints a table: share of lines, and instructions per line of
-each stage for each line kind.
+which must be migrated and hold no messages: FakeIds counts them from 1), and calls
+each stage's work on each line through a C function of its own (a tiny extension built
+here, one function per stage and line kind), so that callgrind's inclusive cost of that
+function is exactly the cost of that work. It re-runs itself under callgrind and prints
+a table: share of lines, and instructions per line of each stage for each line kind.
 
 Line kinds are told here by simple rules of their own (the daemon, the start of the
 message, the record class), not by the parser's code paths.
