@@ -14,8 +14,8 @@ from smtplog.ingest.errors import IngestBusy
 
 _LOCK = int.from_bytes(hashlib.sha256(b"smtplog-ingest").digest()[:8], "big", signed=True)
 # Held (shared) by the sessions that write batches beside the one holding the ingest lock
-# (a forked worker's), until they close: a new run first waits for the
-# sessions of a killed run's writers to end (their last commit may be in flight).
+# (the forked workers'), until they close: a new run first waits for the sessions of a
+# killed run's writers to end (their last commit may be in flight).
 WRITERS_LOCK = int.from_bytes(
     hashlib.sha256(b"smtplog-ingest-writers").digest()[:8], "big", signed=True
 )

@@ -183,7 +183,7 @@ class Batch:
     # Logins of this batch's SASL failures whose sender this ingester does not know: one
     # learnt meanwhile by another ingester (another relay) is looked up at commit.
     pending_logins: set[str] = field(default_factory=set)
-    new_states: list[MessageState] = field(default_factory=list)  # for apply_moved
+    new_states: list[MessageState] = field(default_factory=list)  # (their first_seen may move)
     position: Callable[[], None] | None = None  # moves the file's read position
 
 
@@ -261,11 +261,9 @@ def take_batch(correlator: Correlator, ids: IdPool) -> Batch:
     return batch
 
 
-def write_batch(batch: Batch) -> dict[int, dt.datetime]:
-    """Write one batch in one transaction.
-
-    Returns the first_seen it had to move for new messages (see _write_messages).
-    """
+def write_batch(batch: Batch) -> None:
+    """Write one batch in one transaction; once it committed, the batch's new messages
+    in memory take the first_seen they were stored with (see _write_messages)."""
     with transaction.atomic():
         if (batch.aliases or batch.pending_logins) and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -287,7 +285,8 @@ def write_batch(batch: Batch) -> dict[int, dt.datetime]:
         store.apply_delta(delta)  # once, sorted: one lock order for every ingester
         if batch.position is not None:
             batch.position()
-    return moved
+    for state in batch.new_states if moved else ():
+        state.first_seen = moved.get(state.pk, state.first_seen)
 
 
 def _attribute_login(login: str, sender: str, delta: Counter) -> None:
@@ -297,13 +296,6 @@ def _attribute_login(login: str, sender: str, delta: Counter) -> None:
         sender,
         delta,
     )
-
-
-def apply_moved(batch: Batch, moved: dict[int, dt.datetime]) -> None:
-    """Give the in-memory messages the first_seen they were stored with."""
-    if moved:
-        for state in batch.new_states:
-            state.first_seen = moved.get(state.pk, state.first_seen)
 
 
 def _write_messages(batch: Batch) -> dict[int, dt.datetime]:

@@ -35,8 +35,7 @@ class Writer:
         batch = persist.take_batch(correlator, self.ids)
         batch.position = position
         try:
-            moved = persist.write_batch(batch)
+            persist.write_batch(batch)
         except DatabaseError as exc:
             raise WriteFailed(path, logfile) from exc
-        persist.apply_moved(batch, moved)
         return len(batch.events), len(batch.new_messages) + len(batch.changed_messages)
