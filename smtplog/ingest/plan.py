@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from smtplog.ingest import feed, files, parallel
 from smtplog.ingest.reading import Share, file_size
@@ -144,8 +144,7 @@ def relay_groups(paths: list[str], sources: dict, unread: dict[str, int], tz) ->
         group.size = sum(sizes[r] for r in rest) if group.rest else sizes[group.relay]
     if len(groups) < 2:
         return None
-    for path in central:
-        _open_parts(sources[path], apart)
+    _open_parts([sources[path] for path in central], apart)
     if central and len(groups) <= parallel.processes(settings.SMTPLOG_INGEST_WORKERS):
         _hand_out(groups.values(), apart)
     return sorted(groups.values(), key=lambda group: -group.size)
@@ -190,22 +189,33 @@ def _apart(central: dict[str, Counter], sources: dict, sizes: Counter) -> tuple[
     return frozenset(apart), set(others)
 
 
-def _open_parts(source: files.LogSource, relays: frozenset[str]) -> None:
-    """The RelayPart rows of a central log's relays read apart, each from where that
-    relay's lines are read up to (its part's position, or the file's)."""
-    logfile, _ = LogFile.objects.get_or_create(
-        fingerprint=source.fingerprint, defaults={"path": source.path}
-    )
-    for relay in relays:
-        RelayPart.objects.get_or_create(
-            logfile=logfile,
-            relay=relay,
-            defaults={
-                "position": logfile.position,
-                "year_anchor": logfile.year_anchor,
-                "last_month": logfile.last_month,
-                "last_line_time": logfile.last_line_time,
-            },
+def _open_parts(central: list[files.LogSource], relays: frozenset[str]) -> None:
+    """The RelayPart rows of the central logs' relays read apart, each from where that
+    relay's lines are read up to (its part's position, or the file's).
+
+    Rows that exist stay as they are. In one transaction, a few statements for all the
+    files (a get_or_create per file and relay cost 0.1 s of a month's one-process start).
+    """
+    paths = {source.fingerprint: source.path for source in central}
+    with transaction.atomic():
+        LogFile.objects.bulk_create(
+            [LogFile(fingerprint=fingerprint, path=path) for fingerprint, path in paths.items()],
+            ignore_conflicts=True,
+        )
+        RelayPart.objects.bulk_create(
+            [
+                RelayPart(
+                    logfile=logfile,
+                    relay=relay,
+                    position=logfile.position,
+                    year_anchor=logfile.year_anchor,
+                    last_month=logfile.last_month,
+                    last_line_time=logfile.last_line_time,
+                )
+                for logfile in LogFile.objects.filter(fingerprint__in=paths)
+                for relay in sorted(relays)
+            ],
+            ignore_conflicts=True,
         )
 
 
